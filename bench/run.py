@@ -650,6 +650,9 @@ def parse_args(argv: list[str] | None = None):
                         help="auto: `wiki-service db upgrade` when the service has it, else the fallback DDL")
     parser.add_argument("--startup-timeout", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 round x 2 s, 1 s warm-up")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 2 if any run saw a non-2xx response or a socket error "
+                             "(correctness only: never a timing)")
     parser.add_argument("--keep", action="store_true", help="keep the database and logs after the run")
     parser.add_argument("--output", type=Path, default=None, help="JSON result path (default bench/results/)")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
@@ -691,9 +694,8 @@ def benchmark(args) -> int:
     try:
         db.start()
         env = {**os.environ, "DATABASE_URL": asyncpg_url(db.url), "PYTHONUNBUFFERED": "1"}
-        for key in list(env):  # one source of truth for the database: DATABASE_URL
-            if key.startswith("DB_") and key not in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW"):
-                env.pop(key)
+        for key in ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"):
+            env.pop(key, None)  # one source of truth for where the database is: DATABASE_URL
         schema = migrate(db, args.schema, env)
         id_range = seed(db, args.seed_users, args.seed_posts)
         log(f"seeded {args.seed_users} users (ids {id_range[0]}..{id_range[1]}) and {args.seed_posts} posts")
@@ -753,6 +755,11 @@ def benchmark(args) -> int:
                                    "memory": memory, "runs": runs, "table": table}, indent=2))
         log(f"saved {out}")
         ok = True
+        errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
+        if args.strict and errors:
+            print(f"bench: error: {errors} non-2xx responses or socket errors (--strict)",
+                  file=sys.stderr)
+            return 2
         return 0
     finally:
         if sampler is not None:
