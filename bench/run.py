@@ -492,13 +492,32 @@ def parse_wrk(output: str) -> dict:
     return result
 
 
+def tree_cpu_seconds(app: App) -> float:
+    """User + system CPU seconds used so far by the app's process tree."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(app.proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, int]) -> dict:
     env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]), "WRK_USER_ID_MAX": str(id_range[1])}
     argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
             "--timeout", f"{max(1, round(args.wrk_timeout))}s", "--latency", "-s", str(WRK_DIR / script),
             app.base]
+    cpu_before = tree_cpu_seconds(app)
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                             stdin=subprocess.DEVNULL, timeout=seconds + 60)
+    cpu_used = tree_cpu_seconds(app) - cpu_before
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}) against {app.name}: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")
@@ -507,6 +526,9 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
                          f"(log: {app.log_path})")
     parsed = parse_wrk(result.stdout)
     parsed["raw"] = result.stdout
+    # Server CPU per request: less sensitive than req/s to what else runs on the machine.
+    parsed["cpu_us_per_req"] = cpu_used * 1e6 / parsed["responses"] if parsed["responses"] else None
+    parsed["load_avg"] = os.getloadavg()[0]
     return parsed
 
 
@@ -553,6 +575,7 @@ def summarize(runs: list[dict], apps: list[str], endpoints: list[str]) -> dict:
                 "p50_ms": statistics.median(r["p50_ms"] for r in rs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in rs),
                 "p99_ms_max": max(r["p99_ms"] for r in rs),
+                "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] or 0 for r in rs),
                 "non2xx": sum(r["non2xx"] for r in rs),
                 "socket_errors": sum(r["socket_errors"] for r in rs),
                 "rounds": len(rs),
@@ -601,8 +624,8 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
                  f"medians over rounds; ratios = median of per-round paired ratios. "
                  f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by {meta['schema']}.")
     lines.append("")
-    lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | vs design | vs bare | target |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | app CPU µs/req | vs design | vs bare | target |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for endpoint, per_app in summary.items():
         for app, row in per_app.items():
             is_service = app.startswith("service")
@@ -611,6 +634,7 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
             target = verdict(row) if is_service else ""
             lines.append(f"| {endpoint} | {app} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
                          f"{row['p99_ms']:.2f} | {row['non2xx']} | {row['socket_errors']} | "
+                         f"{row['cpu_us_per_req']:.0f} | "
                          f"{vs_d} | {vs_b} | {target} |")
     lines.append("")
     lines.append("Peak RSS per server worker process (sampled every 0.2 s over the process tree):")
@@ -731,7 +755,8 @@ def benchmark(args) -> int:
                     log(f"[{len(runs)}/{total}] round {rnd + 1} {endpoint:<15} {app.name:<10} "
                         f"{result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
                         f"p99 {result['p99_ms']:.2f} ms  non-2xx {result['non2xx']}  "
-                        f"sock err {result['socket_errors']}")
+                        f"sock err {result['socket_errors']}  "
+                        f"cpu {result['cpu_us_per_req'] or 0:.0f} us/req")
         sampler.stop()
 
         machine = machine_info(db, args)
