@@ -509,6 +509,51 @@ def tree_cpu_seconds(app: App) -> float:
     return total
 
 
+def profile_apps(apps: list[App], args, id_range: tuple[int, int], outdir: Path) -> dict:
+    """py-spy each chosen app under wrk, per endpoint; returns the rendered summaries.
+
+    Runs after the measured rounds, so the sampling never touches the numbers in the table.
+    """
+    import pyspy_summary
+
+    pyspy = Path(sys.executable).parent / "py-spy"
+    pyspy_cmd = str(pyspy) if pyspy.exists() else shutil.which("py-spy")
+    if not pyspy_cmd:
+        raise BenchError("--profile needs py-spy (pip install py-spy)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for app in apps:
+        if app.name not in args.profile:
+            continue
+        for endpoint in args.endpoints:
+            script = ENDPOINTS[endpoint]
+            raw = outdir / f"{app.name}-{Path(script).stem}.txt"
+            env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]),
+                   "WRK_USER_ID_MAX": str(id_range[1])}
+            seconds = args.profile_duration
+            wrk = subprocess.Popen(
+                [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds + 3}s",
+                 "-s", str(WRK_DIR / script), app.base],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL)
+            time.sleep(1)
+            log(f"py-spy on {app.name} under {endpoint} ({seconds} s) -> {raw}")
+            spy = subprocess.run(
+                [pyspy_cmd, "record", "--pid", str(app.proc.pid), "--subprocesses",
+                 "--rate", str(args.profile_rate), "--duration", str(seconds),
+                 "--format", "raw", "--output", str(raw)],
+                capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+                timeout=seconds + 60)
+            wrk.wait(timeout=seconds + 60)
+            if spy.returncode != 0 or not raw.exists():
+                raise BenchError(f"py-spy failed on {app.name}: "
+                                 f"{(spy.stderr or spy.stdout).strip()[-300:]}")
+            summary = pyspy_summary.summarize(raw.read_text(errors="replace"), top=12)
+            summaries[f"{app.name} {endpoint}"] = pyspy_summary.render(
+                summary, f"{app.name}, {endpoint} ({raw.name})")
+    return summaries
+
+
 def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, int]) -> dict:
     env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]), "WRK_USER_ID_MAX": str(id_range[1])}
     argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
@@ -673,6 +718,11 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--schema", choices=("auto", "migrate", "ddl"), default="auto",
                         help="auto: `wiki-service db upgrade` when the service has it, else the fallback DDL")
     parser.add_argument("--startup-timeout", type=float, default=60.0)
+    parser.add_argument("--profile", default="",
+                        help="comma list of apps to py-spy under wrk after the measured rounds "
+                             "(raw stacks and summaries in bench/results/profile-*/)")
+    parser.add_argument("--profile-duration", type=int, default=10)
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 round x 2 s, 1 s warm-up")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 if any run saw a non-2xx response or a socket error "
@@ -689,7 +739,8 @@ def parse_args(argv: list[str] | None = None):
             log("the service is not there yet (no wiki-service/app/cli.py): benchmarking design,bare")
     else:
         args.apps = [a.strip() for a in args.apps.split(",") if a.strip()]
-    unknown = [a for a in args.apps if a not in ALL_APPS]
+    args.profile = [a.strip() for a in args.profile.split(",") if a.strip()]
+    unknown = [a for a in args.apps + args.profile if a not in ALL_APPS]
     if unknown:
         parser.error(f"unknown app(s) {unknown}; choose among {','.join(ALL_APPS)}")
     try:
@@ -759,6 +810,11 @@ def benchmark(args) -> int:
                         f"cpu {result['cpu_us_per_req'] or 0:.0f} us/req")
         sampler.stop()
 
+        profiles = {}
+        if args.profile:
+            sys.path.insert(0, str(BENCH_DIR))
+            profiles = profile_apps(apps, args, id_range, RESULTS_DIR / f"profile-{stamp}")
+
         machine = machine_info(db, args)
         summary = summarize(runs, [a.name for a in apps], args.endpoints)
         memory = {a.name: {"workers": worker_peaks(a),
@@ -773,11 +829,14 @@ def benchmark(args) -> int:
                 "started": started.isoformat(), "git": _git_head()}
         table = render(summary, memory, machine, meta)
         print(table, flush=True)
+        for text in profiles.values():
+            print("\n" + text, flush=True)
 
         out = args.output or RESULTS_DIR / f"bench-{stamp}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"meta": meta, "machine": machine, "summary": summary,
-                                   "memory": memory, "runs": runs, "table": table}, indent=2))
+                                   "memory": memory, "runs": runs, "table": table,
+                                   "profiles": profiles}, indent=2))
         log(f"saved {out}")
         ok = True
         errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
