@@ -554,15 +554,58 @@ def profile_apps(apps: list[App], args, id_range: tuple[int, int], outdir: Path)
     return summaries
 
 
-def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, int]) -> dict:
+def busy_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, summed over cores."""
+    import psutil
+
+    t = psutil.cpu_times()
+    steal = getattr(t, "steal", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    guest = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)  # already in user
+    return sum(t) - idle - guest - steal, steal
+
+
+def postgres_cpu_seconds(db: Database | None) -> float:
+    """CPU seconds of the PostgreSQL processes: the embedded server's tree, or, for a
+    server given by URL, every process named postgres (others' use of it included)."""
+    import psutil
+
+    procs = []
+    if db is not None and db.embedded is not None:
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            pid = int((db.embedded.data_dir / "postmaster.pid").read_text().split()[0])
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+    else:
+        procs = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, int],
+            db: Database | None = None) -> dict:
+    import resource
+
     env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]), "WRK_USER_ID_MAX": str(id_range[1])}
     argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
             "--timeout", f"{max(1, round(args.wrk_timeout))}s", "--latency", "-s", str(WRK_DIR / script),
             app.base]
-    cpu_before = tree_cpu_seconds(app)
+    cpu_before, pg_before, (busy_before, steal_before) = (
+        tree_cpu_seconds(app), postgres_cpu_seconds(db), busy_cpu_seconds())
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic()
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                             stdin=subprocess.DEVNULL, timeout=seconds + 60)
+    wall = time.monotonic() - wall
+    kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_after, steal_after = busy_cpu_seconds()
     cpu_used = tree_cpu_seconds(app) - cpu_before
+    pg_used = postgres_cpu_seconds(db) - pg_before
+    wrk_used = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}) against {app.name}: "
                          f"{(result.stderr or result.stdout).strip()[-300:]}")
@@ -574,6 +617,14 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     # Server CPU per request: less sensitive than req/s to what else runs on the machine.
     parsed["cpu_us_per_req"] = cpu_used * 1e6 / parsed["responses"] if parsed["responses"] else None
     parsed["load_avg"] = os.getloadavg()[0]
+    # Where the machine's cores went during the run, in cores (CPU seconds / wall seconds).
+    # "other" is everything that is neither this app, nor PostgreSQL, nor wrk: the noise.
+    busy = busy_after - busy_before
+    parsed["cores"] = {
+        "app": cpu_used / wall, "postgres": pg_used / wall, "wrk": wrk_used / wall,
+        "other": max(0.0, busy - cpu_used - pg_used - wrk_used) / wall,
+        "steal": (steal_after - steal_before) / wall,
+    }
     return parsed
 
 
@@ -668,6 +719,10 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
                  f"{meta['rounds']} round(s), apps interleaved (order rotated per round); "
                  f"medians over rounds; ratios = median of per-round paired ratios. "
                  f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by {meta['schema']}.")
+    if "noise_cores" in meta:
+        lines.append(f"Other load on the machine during the runs (neither the app, PostgreSQL nor wrk; "
+                     f"steal included): median {meta['noise_cores']['median']:.2f} cores, "
+                     f"max {meta['noise_cores']['max']:.2f}.")
     lines.append("")
     lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | app CPU µs/req | vs design | vs bare | target |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -790,7 +845,7 @@ def benchmark(args) -> int:
         for endpoint in args.endpoints:
             for app in apps:
                 log(f"warm-up {endpoint} on {app.name} ({args.warmup:g} s)")
-                run_wrk(app, ENDPOINTS[endpoint], args.warmup, args, id_range)
+                run_wrk(app, ENDPOINTS[endpoint], args.warmup, args, id_range, db)
 
         runs = []
         total = args.rounds * len(args.endpoints) * len(apps)
@@ -800,14 +855,15 @@ def benchmark(args) -> int:
             for endpoint in args.endpoints:
                 for app in order:
                     time.sleep(args.pause)
-                    result = run_wrk(app, ENDPOINTS[endpoint], args.duration, args, id_range)
+                    result = run_wrk(app, ENDPOINTS[endpoint], args.duration, args, id_range, db)
                     result.update(round=rnd, endpoint=endpoint, app=app.name)
                     runs.append(result)
                     log(f"[{len(runs)}/{total}] round {rnd + 1} {endpoint:<15} {app.name:<10} "
                         f"{result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
                         f"p99 {result['p99_ms']:.2f} ms  non-2xx {result['non2xx']}  "
                         f"sock err {result['socket_errors']}  "
-                        f"cpu {result['cpu_us_per_req'] or 0:.0f} us/req")
+                        f"cpu {result['cpu_us_per_req'] or 0:.0f} us/req  cores: "
+                        + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items()))
         sampler.stop()
 
         profiles = {}
@@ -827,6 +883,8 @@ def benchmark(args) -> int:
                 "schema": "wiki-service db upgrade" if schema == "migrate" else "fallback DDL",
                 "warmup": args.warmup, "apps": args.apps, "quick": args.quick,
                 "started": started.isoformat(), "git": _git_head()}
+        others = [r["cores"]["other"] + r["cores"]["steal"] for r in runs]
+        meta["noise_cores"] = {"median": statistics.median(others), "max": max(others)}
         table = render(summary, memory, machine, meta)
         print(table, flush=True)
         for text in profiles.values():
