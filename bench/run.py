@@ -411,36 +411,53 @@ def check_contract(app: App, user_id_max: int) -> None:
 
 # --------------------------------------------------------------------------- memory
 class RssSampler(threading.Thread):
-    """Samples the RSS of every process in each app's tree every `interval` seconds."""
+    """Samples the RSS of every process in each app's tree every `interval` seconds.
 
-    def __init__(self, apps: list[App], interval: float = 0.2) -> None:
+    Reading one process's RSS is cheap (/proc/PID/statm); listing a tree scans all of /proc,
+    so the trees are re-listed only every `rescan` seconds, to keep the harness's own CPU
+    use (which competes with the apps) small.
+    """
+
+    def __init__(self, apps: list[App], interval: float = 0.2, rescan: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.apps = apps
         self.interval = interval
+        self.rescan = rescan
         self._stop_event = threading.Event()
+
+    def _list(self, app: App, psutil) -> list:
+        try:
+            root = psutil.Process(app.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+        parents = set()
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                parents.add(proc.ppid())
+                if proc.pid not in app.cmdlines:
+                    app.cmdlines[proc.pid] = " ".join(proc.cmdline())[:200]
+        for proc in procs:
+            app.children[proc.pid] = app.children.get(proc.pid, False) or proc.pid in parents
+        return procs
 
     def run(self) -> None:
         import psutil
 
+        trees: dict[str, list] = {}
+        listed_at = 0.0
         while not self._stop_event.wait(self.interval):
+            if time.monotonic() - listed_at >= self.rescan:
+                listed_at = time.monotonic()
+                trees = {app.name: self._list(app, psutil) for app in self.apps
+                         if app.proc and app.proc.poll() is None}
             for app in self.apps:
-                if not app.proc or app.proc.poll() is not None:
-                    continue
-                try:
-                    root = psutil.Process(app.proc.pid)
-                    procs = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for proc in procs:
+                for proc in trees.get(app.name, ()):
                     try:
                         rss = proc.memory_info().rss
-                        has_children = bool(proc.children())
-                        if proc.pid not in app.cmdlines:
-                            app.cmdlines[proc.pid] = " ".join(proc.cmdline())[:200]
                     except psutil.Error:
                         continue
                     app.peak_rss[proc.pid] = max(rss, app.peak_rss.get(proc.pid, 0))
-                    app.children[proc.pid] = app.children.get(proc.pid, False) or has_children
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -597,14 +614,17 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     cpu_before, pg_before, (busy_before, steal_before) = (
         tree_cpu_seconds(app), postgres_cpu_seconds(db), busy_cpu_seconds())
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.monotonic()
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                             stdin=subprocess.DEVNULL, timeout=seconds + 60)
     wall = time.monotonic() - wall
     kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me_after = resource.getrusage(resource.RUSAGE_SELF)
+    harness_used = (me_after.ru_utime + me_after.ru_stime) - (me.ru_utime + me.ru_stime)
     busy_after, steal_after = busy_cpu_seconds()
     cpu_used = tree_cpu_seconds(app) - cpu_before
-    pg_used = postgres_cpu_seconds(db) - pg_before
+    pg_used = max(0.0, postgres_cpu_seconds(db) - pg_before)  # a backend that exited takes its CPU with it
     wrk_used = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}) against {app.name}: "
@@ -622,7 +642,8 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     busy = busy_after - busy_before
     parsed["cores"] = {
         "app": cpu_used / wall, "postgres": pg_used / wall, "wrk": wrk_used / wall,
-        "other": max(0.0, busy - cpu_used - pg_used - wrk_used) / wall,
+        "harness": harness_used / wall,
+        "other": max(0.0, busy - cpu_used - pg_used - wrk_used - harness_used) / wall,
         "steal": (steal_after - steal_before) / wall,
     }
     return parsed
@@ -720,7 +741,7 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
                  f"medians over rounds; ratios = median of per-round paired ratios. "
                  f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by {meta['schema']}.")
     if "noise_cores" in meta:
-        lines.append(f"Other load on the machine during the runs (neither the app, PostgreSQL nor wrk; "
+        lines.append(f"Other load on the machine during the runs (neither the app, PostgreSQL, wrk nor this harness; "
                      f"steal included): median {meta['noise_cores']['median']:.2f} cores, "
                      f"max {meta['noise_cores']['max']:.2f}.")
     lines.append("")
