@@ -64,24 +64,62 @@ _ROOT_FRAMES = re.compile(
 )
 
 
+# Layers of a request, matched against each frame from the innermost outwards: a sample
+# belongs to the first layer found, so time in a helper (contextlib, ssl, re...) is charged
+# to the layer that called it.
+LAYERS: list[tuple[str, re.Pattern[str]]] = [
+    ("db: opening connections", re.compile(r"asyncpg/connect_utils\.py|^connect \(asyncpg/connection\.py"
+                                           r"|AsyncAdapt_dbapi_connection\.create")),
+    ("db: closing/aborting connections", re.compile(r"(_abort|terminate|__del__|close) \(asyncpg/")),
+    ("logging", re.compile(r"\(logging/|\(app/logs\.py")),
+    ("metrics", re.compile(r"prometheus_client/|\(app/metrics\.py")),
+    ("db: asyncpg queries and protocol", re.compile(r"\(asyncpg/")),
+    ("db: SQLAlchemy pool/ORM", re.compile(r"\(sqlalchemy/")),
+    ("pydantic", re.compile(r"\(pydantic")),
+    ("JSON encoding", re.compile(r"orjson|\(json/|\(app/responses\.py")),
+    ("service code (app/)", re.compile(r"\(app/")),
+    ("FastAPI/Starlette/anyio (routing, DI, middleware)", re.compile(r"\((fastapi|starlette|anyio)/")),
+    ("uvicorn/httptools (HTTP)", re.compile(r"\((uvicorn|httptools)/")),
+    ("event loop (asyncio/uvloop, no request frame)", re.compile(r"\(asyncio/|\(uvloop/")),
+]
+
+
+def layer(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, pattern in LAYERS:
+            if pattern.search(frame):
+                return name
+    return "other"
+
+
+def _strip_process(frames: list[str]) -> list[str]:
+    """py-spy --subprocesses roots each stack at a "process PID:cmdline" frame."""
+    while frames and frames[0].startswith(("process ", "thread ")):
+        frames = frames[1:]
+    return frames or ["<native code, no Python frame (GC, event loop internals)>"]
+
+
 def summarize(text: str, top: int = 15) -> dict:
     stacks = parse(text)
     total = sum(count for _, count in stacks)
     by_package: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    by_layer: Counter[str] = Counter()
     for frames, count in stacks:
+        frames = _strip_process(frames)
+        by_layer[layer(frames)] += count
         leaf = frames[-1]
         # py-spy may add a "process ..." or "thread ..." root frame with --subprocesses.
         by_package[package(leaf)] += count
         self_time[_func(leaf)] += count
-        for func in {_func(f) for f in frames
-                     if not _ROOT_FRAMES.search(f) and not f.startswith(("process ", "thread "))}:
+        for func in {_func(f) for f in frames if not _ROOT_FRAMES.search(f)}:
             inclusive[func] += count
     pct = (lambda n: 100.0 * n / total) if total else (lambda n: 0.0)
     return {
         "samples": total,
         "by_package": [(name, n, pct(n)) for name, n in by_package.most_common()],
+        "by_layer": [(name, n, pct(n)) for name, n in by_layer.most_common()],
         "self": [(name, n, pct(n)) for name, n in self_time.most_common(top)],
         "inclusive": [(name, n, pct(n)) for name, n in inclusive.most_common(top * 2)],
     }
@@ -92,6 +130,10 @@ def render(summary: dict, title: str = "") -> str:
     if title:
         lines.append(f"### {title}")
     lines.append(f"{summary['samples']} samples (active Python threads only)")
+    lines.append("")
+    lines.append("time by layer (each sample charged to the innermost known layer):")
+    for name, _, p in summary["by_layer"]:
+        lines.append(f"  {p:5.1f}%  {name}")
     lines.append("")
     lines.append("self time by package: " + ", ".join(
         f"{name} {p:.1f}%" for name, _, p in summary["by_package"] if p >= 0.5))

@@ -475,6 +475,31 @@ def worker_peaks(app: App) -> list[int]:
     return sorted((app.peak_rss[pid] for pid in workers), reverse=True)
 
 
+_JSON_ERROR = re.compile(r'"(level|levelname|severity)":\s*"(error|critical|fatal)"', re.I)
+_TEXT_ERROR = re.compile(r"^(ERROR|CRITICAL)\b|^Traceback|\b(ERROR|CRITICAL):")
+
+
+def scan_log(app: App) -> dict:
+    """Lines and error lines the app wrote (stdout + stderr) over the whole run: an app that
+    logs an error per request is broken even when every response is a 2xx."""
+    lines = errors = 0
+    first = ""
+    try:
+        with open(app.log_path, "rb") as handle:
+            for raw in handle:
+                lines += 1
+                line = raw.decode(errors="replace")
+                pattern = _JSON_ERROR if line.lstrip().startswith("{") else _TEXT_ERROR
+                if pattern.search(line):
+                    errors += 1
+                    if not first:
+                        match = re.search(r'"message":\s*"([^"]*)"', line)
+                        first = (match.group(1) if match else line).strip()[:200]
+    except OSError:
+        pass
+    return {"lines": lines, "errors": errors, "first_error": first, "path": str(app.log_path)}
+
+
 # --------------------------------------------------------------------------- wrk
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -758,15 +783,19 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
                          f"{row['cpu_us_per_req']:.0f} | "
                          f"{vs_d} | {vs_b} | {target} |")
     lines.append("")
-    lines.append("Peak RSS per server worker process (sampled every 0.2 s over the process tree):")
+    lines.append("Peak RSS per server worker process (sampled every 0.2 s over the process tree), "
+                 "and what each app logged over the whole run:")
     lines.append("")
-    lines.append("| app | workers | peak RSS per worker MB | target |")
-    lines.append("|---|---:|---|---|")
+    lines.append("| app | workers | peak RSS per worker MB | target | log lines | error lines | first error |")
+    lines.append("|---|---:|---|---|---:|---:|---|")
     for app, peaks in memory.items():
         mbs = ", ".join(f"{p / 2**20:.0f}" for p in peaks["workers"])
         top = max(peaks["workers"]) / 2**20 if peaks["workers"] else 0
         target = ("ok" if top <= TARGET_RSS_MB else f"MISS >{TARGET_RSS_MB:g} MB") if app.startswith("service") else ""
-        lines.append(f"| {app} | {len(peaks['workers'])} | {mbs} | {target} |")
+        log_info = peaks.get("log", {})
+        first = (log_info.get("first_error") or "").replace("|", "/")[:120]
+        lines.append(f"| {app} | {len(peaks['workers'])} | {mbs} | {target} | "
+                     f"{log_info.get('lines', 0):,} | {log_info.get('errors', 0):,} | {first} |")
     return "\n".join(lines)
 
 
@@ -801,7 +830,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 round x 2 s, 1 s warm-up")
     parser.add_argument("--strict", action="store_true",
-                        help="exit 2 if any run saw a non-2xx response or a socket error "
+                        help="exit 2 if any run saw a non-2xx response or a socket error, or an app "
+                             "logged an error line "
                              "(correctness only: never a timing)")
     parser.add_argument("--keep", action="store_true", help="keep the database and logs after the run")
     parser.add_argument("--output", type=Path, default=None, help="JSON result path (default bench/results/)")
@@ -894,7 +924,7 @@ def benchmark(args) -> int:
 
         machine = machine_info(db, args)
         summary = summarize(runs, [a.name for a in apps], args.endpoints)
-        memory = {a.name: {"workers": worker_peaks(a),
+        memory = {a.name: {"workers": worker_peaks(a), "log": scan_log(a),
                            "processes": {str(pid): {"peak_rss": rss, "cmdline": a.cmdlines.get(pid, ""),
                                                     "had_children": a.children.get(pid, False)}
                                          for pid, rss in a.peak_rss.items()}}
@@ -919,9 +949,10 @@ def benchmark(args) -> int:
         log(f"saved {out}")
         ok = True
         errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
-        if args.strict and errors:
-            print(f"bench: error: {errors} non-2xx responses or socket errors (--strict)",
-                  file=sys.stderr)
+        logged = sum(m["log"]["errors"] for m in memory.values())
+        if args.strict and (errors or logged):
+            print(f"bench: error: {errors} non-2xx responses or socket errors, {logged} error "
+                  f"lines in the apps' logs (--strict)", file=sys.stderr)
             return 2
         return 0
     finally:
