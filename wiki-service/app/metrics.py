@@ -1,0 +1,90 @@
+"""Prometheus metrics, right with one worker process or many.
+
+With several workers (`serve --workers N`) every process writes its samples to files in
+PROMETHEUS_MULTIPROC_DIR and a scrape of any worker sums them all, so counters add up to
+what was created across the processes. `serve` sets that folder up before the workers start.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+USERS_CREATED = Counter("users_created", "Users created.")
+POSTS_CREATED = Counter("posts_created", "Posts created.")
+
+HTTP_REQUESTS = Counter(
+    "http_requests", "HTTP requests answered.", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from request to the end of the response.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# livesum: the sum over the worker processes that are alive.
+POOL_GAUGES = {
+    name: Gauge(f"db_pool_{name}", help_text, multiprocess_mode="livesum")
+    for name, help_text in {
+        "size": "Connections the pool keeps open (pool size).",
+        "checked_out": "Connections in use by requests.",
+        "checked_in": "Idle connections in the pool.",
+        "overflow": "Connections open beyond the pool size.",
+    }.items()
+}
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def observe_pool(status: dict[str, int]) -> None:
+    """Copy this process's pool counts into the gauges."""
+    for name, gauge in POOL_GAUGES.items():
+        gauge.set(status[name])
+
+
+def render() -> bytes:
+    """The text exposition of every metric, summed over the worker processes."""
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def forget_process(pid: int) -> None:
+    """Drop the live gauges of a worker that has exited."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(pid)
+
+
+class RequestMetrics:
+    """Per-request counter and histogram, with the labelled children cached."""
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str, int], object] = {}
+        self._histograms: dict[tuple[str, str], object] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = self._counters[(method, route, status)] = HTTP_REQUESTS.labels(
+                method, route, str(status)
+            )
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self._histograms[(method, route)] = HTTP_DURATION.labels(method, route)
+        counter.inc()  # type: ignore[attr-defined]
+        histogram.observe(seconds)  # type: ignore[attr-defined]

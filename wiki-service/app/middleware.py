@@ -1,0 +1,119 @@
+"""One pure ASGI middleware for every request: request id, body limit, metrics, access log.
+
+Pure ASGI (not BaseHTTPMiddleware) because it runs on every request of the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import RequestMetrics
+
+access_log = logging.getLogger("app.access")
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+UNMATCHED_ROUTE = "unmatched"  # keeps label cardinality bounded for unknown paths
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body larger than {limit} bytes")
+
+
+class RequestContextMiddleware:
+    """Request id, a body-size limit enforced before reading, metrics and one JSON log line."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = RequestMetrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = content_length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _REQUEST_ID.match(value):
+                request_id = value
+            elif name == b"content-length":
+                content_length = value
+        if request_id is None:
+            request_id = uuid.uuid4().hex.encode()
+        status = 500
+        limit = self.max_body_bytes
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            if content_length is not None:
+                if not content_length.isdigit():
+                    await self._refuse(send_with_id, 400, limit)
+                    return
+                if int(content_length) > limit:
+                    await self._refuse(send_with_id, 413, limit)
+                    return
+            await self.app(scope, self._limited(receive, limit), send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started, request_id)
+
+    @staticmethod
+    def _limited(receive: Receive, limit: int) -> Receive:
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # a chunked body with no Content-Length
+                    raise BodyTooLarge(limit)
+            return message
+
+        return receive_limited
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, limit: int) -> None:
+        detail = f"Request body larger than {limit} bytes" if status == 413 else "Invalid Content-Length"
+        body = orjson.dumps({"detail": detail})
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: bytes) -> None:
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or UNMATCHED_ROUTE
+        method = scope["method"]
+        self.metrics.observe(method, template, status, seconds)
+        access_log.info(
+            "request",
+            extra={
+                "method": method,
+                "route": template,
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": request_id.decode(),
+            },
+        )

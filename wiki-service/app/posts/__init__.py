@@ -1,0 +1,1 @@
+"""Posts: what users write, searchable with PostgreSQL full-text search."""

@@ -1,0 +1,78 @@
+"""Posts: the queries behind the API, each one round trip."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from app.errors import PostNotFound, UserNotFound
+from app.metrics import POSTS_CREATED
+from app.posts.models import SEARCH_CONFIG
+from app.users import service as users
+
+_COLUMNS = "id, content, user_id, created_time"
+
+
+def _post(row: asyncpg.Record) -> dict:
+    return {"post_id": row[0], "content": row[1], "user_id": row[2], "created_time": row[3]}
+
+
+async def create(conn: asyncpg.Connection, *, user_id: int, content: str) -> dict:
+    """Insert a post; the foreign key, not a prior SELECT, says whether the user exists."""
+    try:
+        row = await conn.fetchrow(
+            f"INSERT INTO posts (user_id, content) VALUES ($1, $2) RETURNING {_COLUMNS}",
+            user_id,
+            content,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise UserNotFound from None
+    POSTS_CREATED.inc()
+    return _post(row)
+
+
+async def get(conn: asyncpg.Connection, *, post_id: int) -> dict:
+    """The post with this id, or PostNotFound."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM posts WHERE id = $1", post_id)
+    if row is None:
+        raise PostNotFound
+    return _post(row)
+
+
+async def list_page(
+    conn: asyncpg.Connection,
+    *,
+    before_id: int,
+    limit: int,
+    user_id: int | None = None,
+    query: str | None = None,
+) -> list[dict]:
+    """Up to limit posts with ids below before_id, newest first, optionally filtered.
+
+    `query` is full-text search in web-search syntax ("quoted phrase", or, -not), served by
+    the GIN index on to_tsvector(content).
+    """
+    conditions, args = ["id < $1"], [before_id]
+    if user_id is not None:
+        args.append(user_id)
+        conditions.append(f"user_id = ${len(args)}")
+    if query is not None:
+        args.append(query)
+        conditions.append(
+            f"to_tsvector('{SEARCH_CONFIG}', content) @@ websearch_to_tsquery('{SEARCH_CONFIG}', ${len(args)})"
+        )
+    args.append(limit)
+    sql = (
+        f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} "
+        f"ORDER BY id DESC LIMIT ${len(args)}"
+    )
+    return [_post(row) for row in await conn.fetch(sql, *args)]
+
+
+async def list_for_user(
+    conn: asyncpg.Connection, *, user_id: int, before_id: int, limit: int
+) -> list[dict]:
+    """A page of one user's posts; UserNotFound when the user does not exist."""
+    posts = await list_page(conn, before_id=before_id, limit=limit, user_id=user_id)
+    if not posts and not await users.exists(conn, user_id=user_id):
+        raise UserNotFound
+    return posts

@@ -1,0 +1,48 @@
+"""HTTP routes of the users API: translate HTTP to service calls and back, nothing more."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from app.database import Connection
+from app.errors import error_responses
+from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
+from app.responses import JSON
+from app.users import service
+from app.users.schemas import UserCreate, UserOut
+from app.validation import BIGINT_MAX
+
+router = APIRouter(tags=["users"])
+
+UserId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A user id (64-bit, positive).")]
+
+
+@router.post("/users", status_code=201, response_model=UserOut, responses=error_responses(413, 422))
+async def create_user(body: UserCreate, conn: Connection) -> JSON:
+    """Create a user."""
+    return JSON(await service.create(conn, name=body.name), status_code=201)
+
+
+@router.get("/users", response_model=Page[UserOut], responses=error_responses(400, 422))
+async def list_users(conn: Connection, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> JSON:
+    """Users, newest first, a page at a time."""
+    users = await service.list_page(conn, before_id=decode_cursor(cursor), limit=limit + 1)
+    return JSON(page(users, limit, key="id"))
+
+
+@router.get("/users/{id}", response_model=UserOut, responses=error_responses(404, 422))
+async def read_user(user_id: UserId, conn: Connection) -> JSON:
+    """One user."""
+    return JSON(await service.get(conn, user_id=user_id))
+
+
+# The path of the service this one replaces; its clients keep working.
+router.add_api_route(
+    "/user/{id}",
+    read_user,
+    methods=["GET"],
+    response_model=UserOut,
+    responses=error_responses(404, 422),
+    summary="Read User (legacy path)",
+    operation_id="read_user_legacy",
+)

@@ -1,0 +1,42 @@
+"""Users: the queries behind the API, each one round trip."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from app.errors import UserNotFound
+from app.metrics import USERS_CREATED
+
+_COLUMNS = "id, name, created_time"
+
+
+def _user(row: asyncpg.Record) -> dict:
+    return {"id": row[0], "name": row[1], "created_time": row[2]}
+
+
+async def create(conn: asyncpg.Connection, *, name: str) -> dict:
+    """Insert a user and return it."""
+    row = await conn.fetchrow(f"INSERT INTO users (name) VALUES ($1) RETURNING {_COLUMNS}", name)
+    USERS_CREATED.inc()
+    return _user(row)
+
+
+async def get(conn: asyncpg.Connection, *, user_id: int) -> dict:
+    """The user with this id, or UserNotFound."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise UserNotFound
+    return _user(row)
+
+
+async def exists(conn: asyncpg.Connection, *, user_id: int) -> bool:
+    """Whether a user with this id exists."""
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
+
+
+async def list_page(conn: asyncpg.Connection, *, before_id: int, limit: int) -> list[dict]:
+    """Up to limit users with ids below before_id, newest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2", before_id, limit
+    )
+    return [_user(row) for row in rows]
