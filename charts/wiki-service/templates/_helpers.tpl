@@ -207,7 +207,6 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 {{- end }}
 
 {{- define "wiki-service.validate" -}}
-{{- include "wiki-service.validate.connectionBudget" . }}
 {{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) (not .Values.externalDatabase.password) }}
 {{- fail "externalDatabase.password or externalDatabase.existingSecret is required when postgresql.enabled=false" }}
 {{- end }}
@@ -220,6 +219,7 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSleepSeconds) }}
 {{- fail "terminationGracePeriodSeconds must be larger than preStopSleepSeconds" }}
 {{- end }}
+{{- include "wiki-service.validate.connectionBudget" . }}
 {{- end }}
 
 {{/* Effective minimum replicas, for the PodDisruptionBudget. */}}
