@@ -230,6 +230,13 @@ def test_password_as_file():
         mount = next(m for m in c["volumeMounts"] if m["name"] == vol["name"])
         assert mount["readOnly"] is True
         assert env["DB_PASSWORD_FILE"]["value"] == f"{mount['mountPath']}/password"
+    # the bundled PostgreSQL reads the same file (the official image's POSTGRES_PASSWORD_FILE)
+    pg = one(objects, "StatefulSet", "database")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pg["containers"][0]["env"]}
+    assert "POSTGRES_PASSWORD" not in env
+    mount = next(m for m in pg["containers"][0]["volumeMounts"] if m["name"] == vol["name"])
+    assert env["POSTGRES_PASSWORD_FILE"]["value"] == f"{mount['mountPath']}/password"
+    assert vol in pg["volumes"]
 
 
 def test_db_host_names_the_postgresql_service(scenario):
