@@ -128,6 +128,7 @@ class Database:
         self.url = ""  # plain postgresql:// URL of the fresh database
         self.version = ""
         self.max_connections = 0
+        self.created = False
 
     def start(self) -> None:
         if self.given_url:
@@ -154,6 +155,7 @@ class Database:
             conn = await _connect(admin)
             try:
                 await conn.execute(f'CREATE DATABASE "{self.name}"')
+                self.created = True
                 self.version = await conn.fetchval("SHOW server_version")
                 self.max_connections = int(await conn.fetchval("SHOW max_connections"))
             finally:
@@ -163,7 +165,7 @@ class Database:
         log(f"PostgreSQL {self.version}: fresh database {self.name}")
 
     def stop(self) -> None:
-        if self.given_url and self.url and not self.keep:
+        if self.given_url and self.created and not self.keep:
             async def drop() -> None:
                 conn = await _connect(self.given_url)
                 try:
