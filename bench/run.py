@@ -626,7 +626,9 @@ def postgres_cpu_seconds(db: Database | None) -> float:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
+            # children_*: backends that exited and were reaped (a pool that closes and opens
+            # connections) keep counting through their parent, the postmaster.
+            total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
@@ -651,7 +653,7 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     harness_used = (me_after.ru_utime + me_after.ru_stime) - (me.ru_utime + me.ru_stime)
     busy_after, steal_after = busy_cpu_seconds()
     cpu_used = tree_cpu_seconds(app) - cpu_before
-    pg_used = max(0.0, postgres_cpu_seconds(db) - pg_before)  # a backend that exited takes its CPU with it
+    pg_used = max(0.0, postgres_cpu_seconds(db) - pg_before)
     wrk_used = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}) against {app.name}: "
@@ -663,6 +665,7 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     parsed["raw"] = result.stdout
     # Server CPU per request: less sensitive than req/s to what else runs on the machine.
     parsed["cpu_us_per_req"] = cpu_used * 1e6 / parsed["responses"] if parsed["responses"] else None
+    parsed["pg_us_per_req"] = pg_used * 1e6 / parsed["responses"] if parsed["responses"] else None
     parsed["load_avg"] = os.getloadavg()[0]
     # Where the machine's cores went during the run, in cores (CPU seconds / wall seconds).
     # "other" is everything that is neither this app, nor PostgreSQL, nor wrk: the noise.
@@ -720,6 +723,7 @@ def summarize(runs: list[dict], apps: list[str], endpoints: list[str]) -> dict:
                 "p99_ms": statistics.median(r["p99_ms"] for r in rs),
                 "p99_ms_max": max(r["p99_ms"] for r in rs),
                 "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] or 0 for r in rs),
+                "pg_us_per_req": statistics.median(r.get("pg_us_per_req") or 0 for r in rs),
                 "non2xx": sum(r["non2xx"] for r in rs),
                 "socket_errors": sum(r["socket_errors"] for r in rs),
                 "rounds": len(rs),
@@ -772,8 +776,8 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
                      f"steal included): median {meta['noise_cores']['median']:.2f} cores, "
                      f"max {meta['noise_cores']['max']:.2f}.")
     lines.append("")
-    lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | app CPU µs/req | vs design | vs bare | target |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | app CPU µs/req | PG CPU µs/req | vs design | vs bare | target |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for endpoint, per_app in summary.items():
         for app, row in per_app.items():
             is_service = app.startswith("service")
@@ -782,7 +786,7 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
             target = verdict(row) if is_service else ""
             lines.append(f"| {endpoint} | {app} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
                          f"{row['p99_ms']:.2f} | {row['non2xx']} | {row['socket_errors']} | "
-                         f"{row['cpu_us_per_req']:.0f} | "
+                         f"{row['cpu_us_per_req']:.0f} | {row['pg_us_per_req']:.0f} | "
                          f"{vs_d} | {vs_b} | {target} |")
     lines.append("")
     lines.append("Peak RSS per server worker process (sampled every 0.2 s over the process tree), "
