@@ -44,6 +44,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,  # class 57: shutdown, crash, query canceled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.InterfaceError,  # connection closed under us
+    # The protocol is out of step: when PostgreSQL shuts down, its FATAL can reach an idle
+    # pooled connection just before the socket closes, and the next query on it fails here.
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
