@@ -170,3 +170,44 @@ class Probe:
 
 def describe(outcomes: list[Outcome], limit: int = 10) -> str:
     return "\n".join(str(o) for o in outcomes[:limit])
+
+
+async def wait_for_blocked(db_url: str, count: int, timeout: float = 30.0) -> None:
+    """Wait until `count` service sessions are waiting for a lock inside PostgreSQL."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'wiki-service' AND wait_event_type = 'Lock'")
+            if waiting >= count:
+                return
+            assert time.monotonic() < deadline, f"only {waiting} of {count} requests blocked"
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+class TableLock:
+    """`LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` held in an open transaction until release()."""
+
+    def __init__(self, db_url: str, table: str = "users") -> None:
+        self.db_url, self.table = db_url, table
+
+    async def __aenter__(self) -> TableLock:
+        self.conn = await asyncpg.connect(self.db_url)
+        self.transaction = self.conn.transaction()
+        await self.transaction.start()
+        await self.conn.execute(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
+        self.released = False
+        return self
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.transaction.rollback()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.release()
+        await self.conn.close()
