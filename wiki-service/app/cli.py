@@ -42,7 +42,7 @@ def _configure_logging(level: str | None = None) -> None:
 
     settings = get_settings()
     logs.configure(level or settings.log_level, sql_echo=settings.db_echo,
-                   secrets=(settings.password,))
+                   secrets=settings.secrets)
 
 
 def _prepare_metrics_dir(workers: int) -> None:
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         log_config=logs.logging_config(settings.log_level, sql_echo=settings.db_echo,
-                                       secrets=(settings.password,)),
+                                       secrets=settings.secrets),
         access_log=False,
         proxy_headers=True,
         server_header=False,

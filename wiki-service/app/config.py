@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         return self.db_password.get_secret_value()
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be written out (the design's public default is not one)."""
+        password = self.url.password
+        return (password,) if password and password != "postgres" else ()
+
+    @property
     def url(self) -> URL:
         """The SQLAlchemy URL; its str() hides the password."""
         if self.database_url is not None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app import __version__, metrics
-from app.database import engine, pool_status, settings
+from app.database import engine, pool_status, reset_pool_gate, settings
 from app.errors import install_error_handlers
 from app.middleware import RequestContextMiddleware
 from app.posts.routes import router as posts_router
@@ -32,6 +32,7 @@ async def _publish_pool_gauges() -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    reset_pool_gate()
     publisher = asyncio.create_task(_publish_pool_gauges())
     log.info("started", extra={"database": str(settings.url), "version": __version__})
     try:

@@ -35,6 +35,10 @@ HTTP_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+DB_CONNECTIONS_OPENED = Counter(
+    "db_pool_connections_opened", "Connections the pool opened to PostgreSQL (churn shows here)."
+)
+
 # livesum: the sum over the worker processes that are alive.
 POOL_GAUGES = {
     name: Gauge(f"db_pool_{name}", help_text, multiprocess_mode="livesum")

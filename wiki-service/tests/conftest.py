@@ -200,7 +200,8 @@ class Server:
         raise TimeoutError(f"server not healthy after {timeout}s: {self.output()[-2000:]}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -229,3 +230,17 @@ def serve(db_url: str) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+SPECIAL_PASSWORD = "p@ss:/#%'\" w0rd\\;$&?=+é"
+
+
+@pytest.fixture(scope="session")
+def password_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private PostgreSQL that insists on SPECIAL_PASSWORD over TCP (scram-sha-256)."""
+    from app.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pw") / "data", password=SPECIAL_PASSWORD)
+    server.start()
+    yield server
+    server.stop("immediate")

@@ -2,8 +2,6 @@
 
 import asyncpg
 
-from app.users import service
-
 
 async def test_connection_out_of_step_is_503_and_is_discarded(client, monkeypatch):
     # What a request got when PostgreSQL shut down: the server's FATAL reached an idle pooled
@@ -11,11 +9,11 @@ async def test_connection_out_of_step_is_503_and_is_discarded(client, monkeypatc
     # protocol still consuming that error.
     used: list[asyncpg.Connection] = []
 
-    async def out_of_step(conn, *, user_id):
+    async def out_of_step(conn, *args, **kwargs):
         used.append(conn)
         raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
 
-    monkeypatch.setattr(service, "get", out_of_step)
+    monkeypatch.setattr(asyncpg.Connection, "fetchrow", out_of_step)
     response = await client.get("/users/1")
     assert response.status_code == 503
     assert response.headers["retry-after"]

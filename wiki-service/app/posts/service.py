@@ -1,9 +1,10 @@
-"""Posts: the queries behind the API, each one round trip."""
+"""Posts: the queries behind the API (each holds a pooled connection for one statement)."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from app.database import checkout
 from app.errors import PostNotFound, UserNotFound
 from app.metrics import POSTS_CREATED
 from app.posts.models import SEARCH_CONFIG
@@ -16,30 +17,31 @@ def _post(row: asyncpg.Record) -> dict:
     return {"post_id": row[0], "content": row[1], "user_id": row[2], "created_time": row[3]}
 
 
-async def create(conn: asyncpg.Connection, *, user_id: int, content: str) -> dict:
+async def create(*, user_id: int, content: str) -> dict:
     """Insert a post; the foreign key, not a prior SELECT, says whether the user exists."""
     try:
-        row = await conn.fetchrow(
-            f"INSERT INTO posts (user_id, content) VALUES ($1, $2) RETURNING {_COLUMNS}",
-            user_id,
-            content,
-        )
+        async with checkout() as conn:
+            row = await conn.fetchrow(
+                f"INSERT INTO posts (user_id, content) VALUES ($1, $2) RETURNING {_COLUMNS}",
+                user_id,
+                content,
+            )
     except asyncpg.ForeignKeyViolationError:
         raise UserNotFound from None
     POSTS_CREATED.inc()
     return _post(row)
 
 
-async def get(conn: asyncpg.Connection, *, post_id: int) -> dict:
+async def get(*, post_id: int) -> dict:
     """The post with this id, or PostNotFound."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM posts WHERE id = $1", post_id)
+    async with checkout() as conn:
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM posts WHERE id = $1", post_id)
     if row is None:
         raise PostNotFound
     return _post(row)
 
 
 async def list_page(
-    conn: asyncpg.Connection,
     *,
     before_id: int,
     limit: int,
@@ -65,14 +67,14 @@ async def list_page(
         f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} "
         f"ORDER BY id DESC LIMIT ${len(args)}"
     )
-    return [_post(row) for row in await conn.fetch(sql, *args)]
+    async with checkout() as conn:
+        rows = await conn.fetch(sql, *args)
+    return [_post(row) for row in rows]
 
 
-async def list_for_user(
-    conn: asyncpg.Connection, *, user_id: int, before_id: int, limit: int
-) -> list[dict]:
+async def list_for_user(*, user_id: int, before_id: int, limit: int) -> list[dict]:
     """A page of one user's posts; UserNotFound when the user does not exist."""
-    posts = await list_page(conn, before_id=before_id, limit=limit, user_id=user_id)
-    if not posts and not await users.exists(conn, user_id=user_id):
+    posts = await list_page(before_id=before_id, limit=limit, user_id=user_id)
+    if not posts and not await users.exists(user_id=user_id):
         raise UserNotFound
     return posts

@@ -1,0 +1,119 @@
+"""Shared helpers for the deployment tests: locating tools, rendering the chart, walking objects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "charts" / "wiki-service"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+RELEASE = "wiki"
+NAMESPACE = "wiki-test"
+
+# kinds whose schemas are CRDs, not part of Kubernetes: kubernetes-validate has none for them
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
+
+
+def find_tool(name: str, env_var: str) -> str:
+    """$ENV_VAR, else `name` on PATH or beside this Python, else <repo>/.tools/bin/name; else FAIL."""
+    candidates = [os.environ.get(env_var), shutil.which(name),
+                  str(Path(sys.executable).parent / name), str(REPO / ".tools" / "bin" / name)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        f"{name} not found: set {env_var}, put {name} on PATH, or run `bash scripts/fetch-helm` "
+        f"(installs helm, kubectl and actionlint into {REPO / '.tools' / 'bin'})",
+        pytrace=False,
+    )
+
+
+def helm_bin() -> str:
+    return find_tool("helm", "HELM")
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}", pytrace=False)
+    return proc
+
+
+def values_args(values_file: Path | None = None, sets: dict[str, Any] | None = None) -> list[str]:
+    args: list[str] = []
+    if values_file is not None:
+        args += ["-f", str(values_file)]
+    for key, value in (sets or {}).items():
+        flag = "--set-string" if isinstance(value, str) else "--set"
+        if isinstance(value, bool):
+            value = str(value).lower()
+        args += [flag, f"{key}={value}"]
+    return args
+
+
+def render_text(values_file: Path | None = None, sets: dict[str, Any] | None = None,
+                *, check: bool = True, show_only: str | None = None) -> subprocess.CompletedProcess[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+            *values_args(values_file, sets)]
+    if show_only:
+        args += ["--show-only", show_only]
+    return helm(*args, check=check)
+
+
+def render(values_file: Path | None = None, sets: dict[str, Any] | None = None) -> list[dict]:
+    """All objects `helm template` renders (hooks and test pods included)."""
+    docs = yaml.safe_load_all(render_text(values_file, sets).stdout)
+    return [d for d in docs if d]
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict], kind: str, component: str | None = None) -> dict:
+    found = [o for o in by_kind(objects, kind)
+             if component is None
+             or o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    assert len(found) == 1, f"expected one {kind} (component={component}), got {len(found)}"
+    return found[0]
+
+
+def pod_spec(obj: dict) -> dict | None:
+    kind = obj["kind"]
+    if kind == "Pod":
+        return obj["spec"]
+    if kind in {"Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"}:
+        return obj["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def pod_labels(obj: dict) -> dict:
+    if obj["kind"] == "Pod":
+        return obj["metadata"].get("labels", {})
+    return obj["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(obj: dict) -> Iterator[tuple[str, dict]]:
+    """(kind of container, container) for regular and init containers of a workload."""
+    spec = pod_spec(obj)
+    if spec is None:
+        return
+    for c in spec.get("initContainers", []):
+        yield "init", c
+    for c in spec.get("containers", []):
+        yield "main", c
+
+
+def scenario_id(path: Path | None) -> str:
+    return "chart-defaults" if path is None else path.stem

@@ -1,0 +1,194 @@
+"""Render the chart, then run the service exactly as the rendered pod would: same command, same
+environment (ConfigMap, Secret refs, mounted Secret files), against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+
+from deploy_helpers import CHART, by_kind, one, render
+
+VENV_BIN = Path(sys.executable).parent
+SERVICE_BIN = VENV_BIN / "wiki-service"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resolve_env(pod: dict, container: dict, objects: list[dict], secret_root: Path) -> dict[str, str]:
+    """The container's environment as the kubelet would build it from the rendered objects."""
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(objects, "ConfigMap")}
+    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+               for s in by_kind(objects, "Secret")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            data = configmaps[source["configMapRef"]["name"]]
+        else:
+            data = secrets[source["secretRef"]["name"]]
+        env.update({prefix + k: v for k, v in data.items()})
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+            continue
+        ref = var["valueFrom"]
+        if "configMapKeyRef" in ref:
+            env[var["name"]] = configmaps[ref["configMapKeyRef"]["name"]][ref["configMapKeyRef"]["key"]]
+        elif "secretKeyRef" in ref:
+            env[var["name"]] = secrets[ref["secretKeyRef"]["name"]][ref["secretKeyRef"]["key"]]
+        else:
+            pytest.fail(f"unsupported valueFrom in {var}")
+    # Secret volumes: write the files where a local process can read them, and rewrite paths.
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        data = secrets[secret["secretName"]]
+        local = secret_root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        items = secret.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            (local / item["path"]).write_text(data[item["key"]])
+        for name, value in env.items():
+            if value == mount["mountPath"] or value.startswith(mount["mountPath"].rstrip("/") + "/"):
+                env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")):]
+    return env
+
+
+def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("values_file,sets", [
+    (None, {}),
+    # password mounted as a file, and two workers (Prometheus multiprocess dir under /tmp)
+    (CHART / "ci" / "password-file-values.yaml", {"config.workers": 2}),
+], ids=["chart-defaults", "password-file-2-workers"])
+def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin_url, tmp_path):
+    assert SERVICE_BIN.exists(), f"{SERVICE_BIN} missing: pip install ./wiki-service into this venv"
+    suffix = uuid.uuid4().hex[:10]
+    objects = render(values_file, {**sets, "postgresql.auth.username": f"wiki_{suffix}",
+                                   "postgresql.auth.database": f"wikidb_{suffix}"})
+    pod = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+    api = next(c for c in pod["containers"] if c["name"] == "api")
+    migrate = next(c for c in pod["initContainers"] if c["name"] == "migrate")
+    job = one(objects, "Job", "migration")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == migrate["command"]
+
+    env = resolve_env(pod, api, objects, tmp_path / "secrets")
+    user, database = env["DB_USER"], env["DB_NAME"]
+    assert (user, database) == (f"wiki_{suffix}", f"wikidb_{suffix}")
+    password = env.get("DB_PASSWORD") or Path(env["DB_PASSWORD_FILE"]).read_text()
+    assert len(password) == 32 and password.isalnum()
+    if "DB_PASSWORD_FILE" in env:
+        assert "DB_PASSWORD" not in env
+
+    admin = make_url(deploy_pg_admin_url)
+    quoted = password.replace("'", "''")
+    asyncio.run(_admin(deploy_pg_admin_url, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
+                       f'CREATE DATABASE "{database}" OWNER "{user}"'))
+    # A clean environment like the image's: nothing from this test process leaks in.
+    work = tmp_path / "tmp"
+    work.mkdir()
+    base = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    point_at_test_server = {"DB_HOST": admin.host or "127.0.0.1", "DB_PORT": str(admin.port or 5432)}
+    server = None
+    log = tmp_path / "server.log"
+    try:
+        migrate_env = {**base, **resolve_env(pod, migrate, objects, tmp_path / "secrets"), **point_at_test_server}
+        proc = subprocess.run(migrate["command"] + migrate.get("args", []), env=migrate_env,
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, f"migration failed:\n{proc.stdout}\n{proc.stderr}"
+        assert password not in proc.stdout + proc.stderr
+
+        port = _free_port()
+        command = api["command"] + api.get("args", [])
+        assert command[0] == "wiki-service"
+        command = [str(SERVICE_BIN), *command[1:]]
+        command[command.index("--port") + 1] = str(port)
+        with log.open("w") as out:
+            server = subprocess.Popen(command, env={**base, **env, **point_at_test_server},
+                                      stdout=out, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"server exited early:\n{log.read_text()}"
+            try:
+                if _http("GET", base_url + "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"server never became healthy:\n{log.read_text()}"
+            time.sleep(0.2)
+
+        status, body = _http("GET", base_url + "/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        status, body = _http("GET", base_url + "/readyz")
+        assert status == 200, body
+        status, body = _http("POST", base_url + "/users", {"name": "render-and-run"})
+        assert status == 201, body
+        created = json.loads(body)
+        status, body = _http("GET", f"{base_url}/users/{created['id']}")
+        assert status == 200, body
+        assert json.loads(body)["name"] == "render-and-run"
+
+        # the series the dashboard and the alerts query exist, with the labels they use
+        status, metrics = _http("GET", base_url + "/metrics")
+        assert status == 200
+        for name in ("users_created_total", "posts_created_total", "http_requests_total",
+                     "http_request_duration_seconds_bucket", "db_pool_checked_out", "db_pool_size"):
+            assert re.search(rf"^{name}[{{ ]", metrics, re.M), f"{name} missing from /metrics"
+        sample = re.search(r"^http_requests_total\{(.*)\}", metrics, re.M).group(1)
+        for label in ("method", "route", "status"):
+            assert f"{label}=" in sample
+
+        server.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is normal too
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
+        output = log.read_text()
+        assert "Application shutdown complete" in output, output
+        assert password not in output
+        json_lines = [line for line in output.splitlines() if line.startswith("{")]
+        assert json_lines, "expected JSON log lines on stdout"
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+        asyncio.run(_admin(deploy_pg_admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+                           f'DROP ROLE IF EXISTS "{user}"'))
