@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
@@ -26,7 +27,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR at import
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - only without the dev extra
         raise RuntimeError(
             "the embedded PostgreSQL needs the 'embedded-postgres' package: "

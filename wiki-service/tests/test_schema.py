@@ -1,0 +1,86 @@
+"""Migrations: the schema Alembic builds, run from many replicas at once."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
+
+from tests.conftest import run_cli, service_env
+
+
+def test_concurrent_upgrades_all_succeed(fresh_database):
+    url = fresh_database()
+    env = service_env(DATABASE_URL=url)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: run_cli("db", "upgrade", env=env), range(4)))
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert "is at revision 0001 (head)" in result.stdout
+    ran = sum("Running upgrade" in result.stdout for result in results)
+    assert ran == 1  # exactly one replica migrated; the others waited on the lock, then found head
+
+    async def version() -> str:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval("SELECT version_num FROM alembic_version")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(version()) == "0001"
+    current = run_cli("db", "current", env=env)
+    assert current.returncode == 0 and "current: 0001" in current.stdout
+
+
+def test_db_current_exits_3_when_behind(fresh_database):
+    result = run_cli("db", "current", env=service_env(DATABASE_URL=fresh_database()))
+    assert result.returncode == 3
+    assert "current: none" in result.stdout
+
+
+def test_upgrade_against_an_unreachable_database_is_one_line():
+    result = run_cli("db", "upgrade", env=service_env(DATABASE_URL="postgresql://u:hunter2@127.0.0.1:1/x"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: migration of u@127.0.0.1:1/x failed")
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+async def test_migrations_match_the_models(db_url):
+    """Alembic's autogenerate finds nothing to add: models and migrations agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    import app.posts.models  # noqa: F401
+    import app.users.models  # noqa: F401
+    from app.database import Base
+
+    engine = create_async_engine(db_url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
+
+
+async def test_schema_types_and_constraints(db):
+    columns = {
+        (row["table_name"], row["column_name"]): row
+        for row in await db.fetch(
+            "SELECT table_name, column_name, data_type, is_identity, column_default "
+            "FROM information_schema.columns WHERE table_name IN ('users', 'posts')"
+        )
+    }
+    for table in ("users", "posts"):
+        assert columns[(table, "id")]["data_type"] == "bigint"
+        assert columns[(table, "id")]["is_identity"] == "YES"
+        assert columns[(table, "created_time")]["data_type"] == "timestamp with time zone"
+        assert columns[(table, "created_time")]["column_default"] == "now()"
+    assert columns[("posts", "user_id")]["data_type"] == "bigint"
+    foreign_keys = await db.fetch(
+        "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = 'posts'::regclass"
+    )
+    assert [row["conname"] for row in foreign_keys] == ["posts_user_id_fkey"]
