@@ -375,3 +375,11 @@ def test_unreachable_target_does_not_print_the_password(tmp_path, run_cli):
     line = _one_line_error(migrate(run_cli, url, source))
     assert "cannot connect to PostgreSQL at someone@127.0.0.1" in line
     assert "s3cret-pw" not in line
+
+
+def test_reader_limits_match_the_models():
+    from app.posts.models import CONTENT_MAX_LENGTH
+    from app.sqlite_import import source
+    from app.users.models import NAME_MAX_LENGTH
+
+    assert (source.NAME_MAX_LENGTH, source.CONTENT_MAX_LENGTH) == (NAME_MAX_LENGTH, CONTENT_MAX_LENGTH)

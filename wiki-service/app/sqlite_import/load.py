@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import time
 from typing import Any
 
 import asyncpg
@@ -68,8 +69,12 @@ async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
     return missing
 
 
-async def build_schema_parts(dsn: str, parts: list[str]) -> None:
-    """Create the given indexes / key: the GIN index on one connection, the rest on another."""
+async def build_schema_parts(dsn: str, parts: list[str]) -> dict[str, float]:
+    """Create the given indexes / key: the GIN index on one connection, the rest on another.
+
+    Returns how long each took.
+    """
+    took: dict[str, float] = {}
 
     async def build(names: list[str]) -> None:
         if not names:
@@ -78,6 +83,7 @@ async def build_schema_parts(dsn: str, parts: list[str]) -> None:
         try:
             await conn.execute(f"SET maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
             for name in names:
+                started = time.monotonic()
                 if name == FOREIGN_KEY:
                     # An invalid leftover (NOT VALID) is replaced by a validated one.
                     await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT IF EXISTS {FOREIGN_KEY}")
@@ -85,12 +91,14 @@ async def build_schema_parts(dsn: str, parts: list[str]) -> None:
                 else:
                     await conn.execute(f"DROP INDEX IF EXISTS {name}")
                     await conn.execute(INDEXES[name])
+                took[name] = time.monotonic() - started
         finally:
             await conn.close()
 
     gin = [p for p in parts if p == "posts_content_search_idx"]
     rest = [p for p in parts if p != "posts_content_search_idx"]
     await asyncio.gather(build(gin), build(rest))
+    return took
 
 
 async def begin_fast_load(conn: asyncpg.Connection) -> bool:

@@ -18,8 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from app.posts.models import CONTENT_MAX_LENGTH
-from app.users.models import NAME_MAX_LENGTH
+# The models' limits (app.users.models / app.posts.models, checked equal by the tests); not
+# imported, so that the reader process starts without the app, its engine and its settings.
+NAME_MAX_LENGTH = 200
+CONTENT_MAX_LENGTH = 100_000
 
 TABLES = {
     "users": ("id", "name", "created_time"),
