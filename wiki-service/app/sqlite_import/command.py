@@ -21,7 +21,7 @@ from app.sqlite_import import load
 from app.sqlite_import.report import RejectReport
 from app.sqlite_import.source import TABLES, Batch, SourceError, open_source, reader_main
 
-DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_BATCH_SIZE = 10_000  # 50k rows per batch: same speed, the reader peaked at 93 MB instead of 34
 
 
 class ImportFailed(Exception):
