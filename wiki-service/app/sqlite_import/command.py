@@ -186,7 +186,7 @@ class Migration:
                     load.build_schema_parts(self.dsn, list(load.INDEXES)),
                     self.verify(self.dsn),
                 )
-                self.timings["indexes, key and read-back (in parallel)"] = time.monotonic() - started
+                self.timings["indexes and read-back (in parallel)"] = time.monotonic() - started
                 self.timings.update(took)
             else:
                 await transaction.rollback()
