@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     sqlite.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
     sqlite.add_argument("--reject-report", default=None,
                         help="where to write rejected rows (default: next to the source)")
+    sqlite.add_argument("--batch-size", type=int, default=None,
+                        help="rows read and loaded per batch (default 10000)")
+    sqlite.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar (default: when stderr is a terminal), else lines")
     sqlite.set_defaults(func=cmd_migrate_sqlite)
     return parser
 

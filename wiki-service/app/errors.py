@@ -53,9 +53,25 @@ class UnstorableText(DomainError):
     detail = "Text contains characters PostgreSQL cannot store"
 
 
-async def _domain_error(_request: Request, error: Exception) -> JSON:
-    assert isinstance(error, DomainError)
-    return JSON({"detail": error.detail}, status_code=error.status_code)
+def expected_error_response(error: Exception) -> JSON | None:
+    """The answer to an expected error (a domain error, the database away), else None."""
+    if isinstance(error, DomainError):
+        return JSON({"detail": error.detail}, status_code=error.status_code)
+    if isinstance(error, DatabaseUnavailable):
+        return JSON(
+            {"detail": "Database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if isinstance(error, HTTPException):
+        return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    return None
+
+
+async def _expected_error(_request: Request, error: Exception) -> JSON:
+    response = expected_error_response(error)
+    assert response is not None
+    return response
 
 
 async def _validation_error(_request: Request, error: Exception) -> JSON:
@@ -68,19 +84,6 @@ async def _validation_error(_request: Request, error: Exception) -> JSON:
     return JSON({"detail": detail}, status_code=422)
 
 
-async def _http_error(_request: Request, error: Exception) -> JSON:
-    assert isinstance(error, HTTPException)
-    return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
-
-
-async def _database_unavailable(_request: Request, error: Exception) -> JSON:
-    return JSON(
-        {"detail": "Database unavailable, retry later"},
-        status_code=503,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
 async def _unexpected(request: Request, error: Exception) -> JSON:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return JSON({"detail": "Internal server error"}, status_code=500)
@@ -88,10 +91,9 @@ async def _unexpected(request: Request, error: Exception) -> JSON:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error class to its status and body, in one place."""
-    app.add_exception_handler(DomainError, _domain_error)
+    for expected in (DomainError, DatabaseUnavailable, HTTPException):
+        app.add_exception_handler(expected, _expected_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -20,13 +20,20 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
-        # Defence in depth: a secret that slipped into a message is masked before it is written.
-        self._secrets = tuple(s for s in secrets if len(s) >= 4)
+        # Defence in depth: a secret that slipped into a message is masked before it is written,
+        # as it is and as JSON escapes it.
+        masked = {s for s in secrets if len(s) >= 4}
+        masked |= {orjson.dumps(s).decode()[1:-1] for s in masked}
+        self._secrets = tuple(masked)
+        self._second, self._second_text = -1, ""  # the access log writes many lines a second
 
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second_text}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -41,9 +48,6 @@ class JsonFormatter(logging.Formatter):
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, "***")
-            escaped = orjson.dumps(secret).decode()[1:-1]
-            if escaped in line:
-                line = line.replace(escaped, "***")
         return line
 
 

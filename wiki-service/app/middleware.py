@@ -1,26 +1,40 @@
 """One pure ASGI middleware for every request: request id, body limit, metrics, access log.
 
-Pure ASGI (not BaseHTTPMiddleware) because it runs on every request of the hot path.
+Pure ASGI (not BaseHTTPMiddleware) because it runs on every request of the hot path. It is
+the outermost layer (see main.py), so it also answers for what escapes everything inside.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.responses import JSON
+from app.errors import expected_error_response
 from app.metrics import RequestMetrics
 
 access_log = logging.getLogger("app.access")
+error_log = logging.getLogger("app.errors")
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"  # keeps label cardinality bounded for unknown paths
+
+# Request ids: a random prefix per process and a counter; unique without a syscall per request.
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    """A request id unique across processes and restarts."""
+    return f"{_ID_PREFIX}{next(_id_counter):016x}".encode()
 
 
 class BodyTooLarge(HTTPException):
@@ -48,8 +62,8 @@ class RequestContextMiddleware:
             elif name == b"content-length":
                 content_length = value
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
-        status = 500
+            request_id = new_request_id()
+        status = 0  # no response started yet
         limit = self.max_body_bytes
 
         async def send_with_id(message: Message) -> None:
@@ -68,8 +82,16 @@ class RequestContextMiddleware:
                     await self._refuse(send_with_id, 413, limit)
                     return
             await self.app(scope, self._limited(receive, limit), send_with_id)
+        except Exception as error:
+            if status:  # the answer is already on its way; nothing else can be sent
+                raise
+            response = expected_error_response(error)
+            if response is None:
+                error_log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=error)
+                response = JSON({"detail": "Internal server error"}, status_code=500)
+            await response(scope, receive, send_with_id)
         finally:
-            self._record(scope, status, time.perf_counter() - started, request_id)
+            self._record(scope, status or 500, time.perf_counter() - started, request_id)
 
     @staticmethod
     def _limited(receive: Receive, limit: int) -> Receive:

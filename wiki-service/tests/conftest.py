@@ -38,7 +38,8 @@ def _libpq(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-async def _admin(url: str, *statements: str) -> None:
+async def admin_execute(url: str, *statements: str) -> None:
+    """Run statements on the server as the superuser (CREATE DATABASE cannot run in a transaction)."""
     conn = await asyncpg.connect(url)
     try:
         for statement in statements:
@@ -50,7 +51,7 @@ async def _admin(url: str, *statements: str) -> None:
 def create_database(admin_url: str, prefix: str = "wikitest") -> str:
     """Create an empty database on the test server; return its libpq URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_execute(admin_url, f'CREATE DATABASE "{name}"'))
     _state.setdefault("databases", []).append(name)
     return _libpq(admin_url, name)
 
@@ -85,7 +86,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if admin_url:
         drops = [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in _state.get("databases", [])]
         with contextlib.suppress(Exception):
-            asyncio.run(_admin(admin_url, *drops))
+            asyncio.run(admin_execute(admin_url, *drops))
     server = _state.get("server")
     if server is not None:
         server.stop("immediate")
@@ -116,7 +117,7 @@ def fresh_database(admin_url: str) -> Callable[[], str]:
 
 
 async def truncate(url: str) -> None:
-    await _admin(url, "TRUNCATE users, posts RESTART IDENTITY CASCADE")
+    await admin_execute(url, "TRUNCATE users, posts RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import make_url
 
 from deploy_helpers import CHART, by_kind, one, render
+from tests.conftest import admin_execute
 
 VENV_BIN = Path(sys.executable).parent
 SERVICE_BIN = VENV_BIN / "wiki-service"
@@ -85,15 +85,6 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-async def _admin(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.mark.parametrize("values_file,sets", [
     (None, {}),
     # password mounted as a file, and two workers (Prometheus multiprocess dir under /tmp)
@@ -120,7 +111,7 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin
 
     admin = make_url(deploy_pg_admin_url)
     quoted = password.replace("'", "''")
-    asyncio.run(_admin(deploy_pg_admin_url, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
+    asyncio.run(admin_execute(deploy_pg_admin_url, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
                        f'CREATE DATABASE "{database}" OWNER "{user}"'))
     # A clean environment like the image's: nothing from this test process leaks in.
     work = tmp_path / "tmp"
@@ -190,5 +181,5 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin
         if server is not None and server.poll() is None:
             server.kill()
             server.wait()
-        asyncio.run(_admin(deploy_pg_admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+        asyncio.run(admin_execute(deploy_pg_admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
                            f'DROP ROLE IF EXISTS "{user}"'))
