@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -66,6 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     _prepare_metrics_dir(args.workers)
+    # After a graceful shutdown uvicorn raises the signal again with the handler that was
+    # there before it; the default one would end the process with -15 (an "Error" exit in
+    # Kubernetes on every rollout). A SIGTERM that was honoured is a clean exit: 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -79,6 +84,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=args.graceful_timeout,
         timeout_keep_alive=5,
     )
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_check_db(_args: argparse.Namespace) -> None:
@@ -221,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     sqlite.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
     sqlite.add_argument("--reject-report", default=None,
                         help="where to write rejected rows (default: next to the source)")
+    sqlite.add_argument("--batch-size", type=int, default=None,
+                        help="rows read and loaded per batch (default 10000)")
+    sqlite.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar (default: when stderr is a terminal), else lines")
     sqlite.set_defaults(func=cmd_migrate_sqlite)
     return parser
 

@@ -45,6 +45,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,  # class 57: shutdown, crash, query canceled
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.InterfaceError,  # connection closed under us
+    # The protocol is out of step: when PostgreSQL shuts down, its FATAL can reach an idle
+    # pooled connection just before the socket closes, and the next query on it fails here.
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
@@ -178,7 +181,14 @@ class _Checkout:
             exc is not None and (isinstance(exc, UNAVAILABLE_ERRORS) or not isinstance(exc, Exception))
         ) or conn.is_in_transaction()
         if not broken:
-            fairy.close()  # no transaction is open, so the check-in needs no reset round trip
+            pool = engine.sync_engine.pool
+            if pool.checkedin() < pool.size():  # type: ignore[attr-defined]
+                fairy.close()  # back to the pool's queue: no transaction open, no I/O at all
+            else:
+                # The pool keeps only pool_size idle connections and closes this overflow
+                # one, which is I/O: done outside a greenlet it failed (MissingGreenlet, logged
+                # by the pool) and left the connection open until garbage collection.
+                await greenlet_spawn(fairy.close)
             return
         await greenlet_spawn(fairy.invalidate)
         if isinstance(exc, UNAVAILABLE_ERRORS):

@@ -104,7 +104,7 @@ class ErrorBody(BaseModel):
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "Bad request (for example an invalid cursor)",
+    400: "Bad request (an invalid cursor, or a body that is not UTF-8 JSON)",
     404: "Not found",
     413: "Request body larger than the limit (1 MiB by default)",
     422: "Invalid input",

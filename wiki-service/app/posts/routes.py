@@ -17,7 +17,7 @@ router = APIRouter(tags=["posts"])
 PostId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A post id (64-bit, positive).")]
 
 
-@router.post("/posts", status_code=201, response_model=PostOut, responses=error_responses(404, 413, 422))
+@router.post("/posts", status_code=201, response_model=PostOut, responses=error_responses(400, 404, 413, 422))
 async def create_post(body: PostCreate) -> JSON:
     """Create a post for an existing user."""
     post = await service.create(user_id=body.user_id, content=body.content)

@@ -16,7 +16,7 @@ router = APIRouter(tags=["users"])
 UserId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A user id (64-bit, positive).")]
 
 
-@router.post("/users", status_code=201, response_model=UserOut, responses=error_responses(413, 422))
+@router.post("/users", status_code=201, response_model=UserOut, responses=error_responses(400, 413, 422))
 async def create_user(body: UserCreate) -> JSON:
     """Create a user."""
     return JSON(await service.create(name=body.name), status_code=201)

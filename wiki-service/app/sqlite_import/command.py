@@ -1,0 +1,364 @@
+"""`wiki-service migrate-sqlite SOURCE`: the orchestration, the progress and the summary.
+
+Exit codes: 0 every row landed (and the read-back matches); 2 some rows were rejected or
+conflicted (see the reject report); 3 the read-back does not match; 1 the command could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.config import fail, get_settings
+from app.sqlite_import import load
+from app.sqlite_import.report import RejectReport
+from app.sqlite_import.source import TABLES, Batch, SourceError, open_source, reader_main
+
+DEFAULT_BATCH_SIZE = 10_000  # 50k rows per batch: same speed, the reader peaked at 93 MB instead of 34
+
+
+class ImportFailed(Exception):
+    """A one-line reason the run stopped."""
+
+
+@dataclass
+class TableStats:
+    source: int = 0  # rows in the SQLite table
+    read: int = 0
+    good: int = 0  # rows that can land (checked)
+    inserted: int = 0
+    already: int = 0  # identical rows that were already in PostgreSQL
+    checksum: Any = field(default_factory=hashlib.sha256)
+    target_rows: int | None = None
+    target_checksum: str | None = None
+
+    @property
+    def landed(self) -> int:
+        return self.inserted + self.already
+
+
+class Progress:
+    """tqdm (rows, rows/s) on a terminal; plain lines on stdout, at most one a second, otherwise."""
+
+    def __init__(self, mode: bool | None) -> None:
+        self.tty = sys.stderr.isatty() if mode is None else mode
+        self.bar: Any = None
+        self.table = ""
+        self.total = 0
+        self.done = 0
+        self.started = self.last = 0.0
+
+    def start(self, table: str, total: int) -> None:
+        self.table, self.total, self.done = table, total, 0
+        self.started = self.last = time.monotonic()
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=table, unit=" rows", unit_scale=True,
+                            dynamic_ncols=True, file=sys.stderr)
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+            return
+        now = time.monotonic()
+        if now - self.last >= 1.0 or self.done == rows or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-6)
+            print(f"{self.table}: {self.done}/{self.total} rows read, {rate:,.0f} rows/s", flush=True)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _where(url: Any) -> str:
+    return f"{url.username}@{url.host}:{url.port or 5432}/{url.database}"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Migration:
+    def __init__(self, args: argparse.Namespace, dsn: str, report: RejectReport) -> None:
+        self.args = args
+        self.dsn = dsn
+        self.report = report
+        self.stats = {table: TableStats() for table in TABLES}
+        self.progress = Progress(args.progress)
+        self.fast = False
+        self.timings: dict[str, float] = {}
+        self.rejected_users: dict[int, str] = {}
+
+    # -- the reader process --------------------------------------------------------------
+    def start_reader(self) -> None:
+        # spawn, not fork: the child imports only source.py, not the app this process loaded,
+        # so the two do not both hold (and count) the same hundred megabytes.
+        context = multiprocessing.get_context("spawn")
+        self.pipe, child = context.Pipe()
+        self.reader = context.Process(
+            target=reader_main, args=(self.args.source, self.args.batch_size, child), daemon=True
+        )
+        self.reader.start()
+        child.close()
+
+    def stop_reader(self) -> None:
+        if self.reader.is_alive():
+            self.reader.terminate()
+        self.reader.join(5)
+
+    async def receive(self) -> Any:
+        try:
+            message = await asyncio.get_running_loop().run_in_executor(None, self.pipe.recv)
+        except (EOFError, OSError):
+            raise ImportFailed("the source reader stopped unexpectedly") from None
+        if isinstance(message, tuple) and message[0] == "error":
+            raise ImportFailed(message[1])
+        return message
+
+    async def batches(self, table: str):
+        """The reader's batches for `table`, one received ahead while the caller works."""
+        self.progress.start(table, self.stats[table].source)
+        pending = asyncio.ensure_future(self.receive())
+        try:
+            while True:
+                message = await pending
+                if isinstance(message, tuple):  # ("done", table)
+                    return
+                pending = asyncio.ensure_future(self.receive())
+                self.take(message)
+                yield message
+        finally:
+            if not pending.done():
+                pending.cancel()
+            self.progress.finish()
+
+    def take(self, batch: Batch) -> None:
+        stats = self.stats[batch.table]
+        stats.read += batch.rows
+        stats.good += batch.good
+        for reject in batch.rejects:
+            self.report.write(reject.as_json())
+            if batch.table == "users" and isinstance(reject.id, int):
+                self.rejected_users[reject.id] = reject.reason
+        self.progress.advance(batch.rows)
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self) -> None:
+        counts = await self.receive()
+        for table, count in counts[1].items():
+            self.stats[table].source = count
+        if self.args.dry_run:
+            await self.dry_run()
+            return
+        conn = await load.connect(self.dsn)
+        try:
+            missing = await load.missing_schema_parts(conn)
+            if missing:  # a previous run died between its commit and its index builds
+                print(f"rebuilding after an interrupted run: {', '.join(missing)}", flush=True)
+                await load.build_schema_parts(self.dsn, missing)
+            started = time.monotonic()
+            transaction = conn.transaction()
+            await transaction.start()
+            self.fast = await load.begin_fast_load(conn)
+            if self.fast:
+                await self.fast_load(conn)
+                # The key is validated here, under the lock: it cannot run beside an index
+                # build on posts (their locks conflict), and the commit never lacks it.
+                key_started = time.monotonic()
+                await conn.execute(load.FOREIGN_KEY_DDL)
+                self.timings[load.FOREIGN_KEY] = time.monotonic() - key_started
+                await transaction.commit()
+                self.timings["copy and key"] = time.monotonic() - started
+                started = time.monotonic()
+                took, _ = await asyncio.gather(
+                    load.build_schema_parts(self.dsn, list(load.INDEXES)),
+                    self.verify(self.dsn),
+                )
+                self.timings["indexes and read-back (in parallel)"] = time.monotonic() - started
+                self.timings.update(took)
+            else:
+                await transaction.rollback()
+                await self.staged_load(conn)
+                self.timings["staged load"] = time.monotonic() - started
+                started = time.monotonic()
+                await self.verify_on(conn)
+                self.timings["read-back"] = time.monotonic() - started
+            self.sequences = await load.set_sequences(conn)
+            if self.fast:  # fresh statistics for the planner, as after any bulk load
+                started = time.monotonic()
+                await conn.execute("ANALYZE users, posts")
+                self.timings["analyze"] = time.monotonic() - started
+        finally:
+            await conn.close()
+
+    async def dry_run(self) -> None:
+        async for batch in self.batches("users"):
+            batch.lines and self.stats["users"].checksum.update(batch.lines)
+        self.pipe.send(("posts", {}))
+        async for batch in self.batches("posts"):
+            batch.lines and self.stats["posts"].checksum.update(batch.lines)
+
+    async def fast_load(self, conn: Any) -> None:
+        for table in TABLES:
+            stats = self.stats[table]
+
+            async def lines(table: str = table, stats: TableStats = stats):
+                async for batch in self.batches(table):
+                    if batch.lines:
+                        stats.checksum.update(batch.lines)
+                        stats.inserted += batch.good
+                        yield batch.lines
+
+            await conn.copy_to_table(table, source=lines(), columns=load.COLUMNS[table],
+                                     format="text", freeze=True)
+            if table == "users":
+                self.pipe.send(("posts", {}))
+
+    async def staged_load(self, conn: Any) -> None:
+        staging = load.Staging(conn)
+        await staging.create()
+        for table in TABLES:
+            stats = self.stats[table]
+            conflicting: dict[int, str] = {}
+            async for batch in self.batches(table):
+                if not batch.lines:
+                    continue
+                inserted, conflicts = await staging.load(table, batch.lines)
+                lines = batch.lines
+                if conflicts:
+                    ids = {row["id"] for row in conflicts}
+                    lines = load.drop_lines(lines, ids)
+                    for row in conflicts:
+                        self.report.write({
+                            "table": table, "id": row["id"],
+                            "reason": "conflict: PostgreSQL already has a different row with "
+                                      "this id; it was not overwritten",
+                            "values": load.record_values(row, "source", table),
+                            "target": load.record_values(row, "target", table),
+                        }, conflict=True)
+                        if table == "users":
+                            conflicting[row["id"]] = (
+                                "it conflicts with a different user already in PostgreSQL")
+                stats.checksum.update(lines)
+                stats.inserted += inserted
+                stats.already += batch.good - inserted - len(conflicts)
+            if table == "users":
+                self.pipe.send(("posts", conflicting))
+
+    async def verify(self, dsn: str) -> None:
+        conn = await load.connect(dsn)
+        try:
+            await self.verify_on(conn)
+        finally:
+            await conn.close()
+
+    async def verify_on(self, conn: Any) -> None:
+        for table, stats in self.stats.items():
+            stats.target_rows, stats.target_checksum = await load.read_back(conn, table, self.fast)
+
+    # -- the summary ---------------------------------------------------------------------
+    def summary(self) -> int:
+        report = self.report
+        dry = self.args.dry_run
+        print("dry run: nothing was written to PostgreSQL" if dry else
+              f"loaded by the {'fast (empty target)' if self.fast else 'staged'} path")
+        for table, stats in self.stats.items():
+            rejected, conflicts = report.counts[table], report.conflicts[table]
+            if dry:
+                print(f"{table}: {stats.source} in source, {stats.good} would land, "
+                      f"{rejected} rejected")
+            else:
+                print(f"{table}: {stats.source} in source, {stats.landed} landed "
+                      f"({stats.inserted} new, {stats.already} already there), "
+                      f"{rejected} rejected, {conflicts} conflicts")
+        mismatch = False
+        print("verification (rows that should have landed; sha256 of the id-ordered COPY lines):")
+        print(f"  {'table':<6} {'source rows':>11} {'target rows':>11}  {'source checksum':<16} "
+              f"{'target checksum':<16} result")
+        for table, stats in self.stats.items():
+            expected = stats.good - self.report.conflicts[table]
+            source_sum = stats.checksum.hexdigest()[:16]
+            if dry:
+                print(f"  {table:<6} {expected:>11} {'-':>11}  {source_sum:<16} {'-':<16} dry run")
+                continue
+            ok = expected == stats.target_rows and stats.checksum.hexdigest() == stats.target_checksum
+            mismatch |= not ok
+            print(f"  {table:<6} {expected:>11} {stats.target_rows:>11}  {source_sum:<16} "
+                  f"{(stats.target_checksum or '')[:16]:<16} {'match' if ok else 'MISMATCH'}")
+        if not dry:
+            print("sequences continue after: " + ", ".join(
+                f"{table} {highest}" for table, highest in self.sequences.items()))
+        if self.timings:
+            print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
+        print(f"reject report: {report.path} ({report.total} rows)")
+        if mismatch:
+            print("error: the read-back does not match the source", file=sys.stderr)
+            return 3
+        if report.total:
+            print(f"error: {report.total} rows did not land; see {report.path}", file=sys.stderr)
+            return 2
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command; returns the exit code. Every failure is one line on stderr."""
+    args.batch_size = getattr(args, "batch_size", None) or DEFAULT_BATCH_SIZE
+    args.progress = getattr(args, "progress", None)
+    try:
+        open_source(args.source).close()
+    except SourceError as error:
+        fail(str(error))
+    url = get_settings().url
+    where = _where(url)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def probe() -> str:
+        conn = await load.connect(dsn)
+        try:
+            return await conn.fetchval("SHOW server_encoding")
+        finally:
+            await conn.close()
+
+    try:
+        encoding = asyncio.run(probe())
+    except Exception as error:  # noqa: BLE001 - any failure to connect is one line
+        fail(f"cannot connect to PostgreSQL at {where}: {_describe(error)}")
+    if encoding != "UTF8":
+        fail(f"the database {where} has encoding {encoding}; it must be UTF8")
+    if not args.dry_run:
+        from app.schema import upgrade_to_head
+
+        try:
+            upgrade_to_head()
+        except Exception as error:  # noqa: BLE001
+            fail(f"migration of the schema of {where} failed: {_describe(error)}")
+
+    path = Path(args.reject_report or f"{args.source}.rejects.jsonl")
+    try:
+        report = RejectReport(path)
+    except OSError as error:
+        fail(f"cannot write the reject report {path}: {error.strerror}")
+    migration = Migration(args, dsn, report)
+    migration.start_reader()
+    try:
+        asyncio.run(migration.run())
+    except ImportFailed as error:
+        fail(f"{error} (target {where})")
+    except Exception as error:  # noqa: BLE001 - e.g. the connection dropped mid-load
+        fail(f"migrating into {where} failed: {_describe(error)}")
+    finally:
+        migration.stop_reader()
+        report.close()
+    return migration.summary()

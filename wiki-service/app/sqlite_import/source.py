@@ -1,0 +1,361 @@
+"""The SQLite side: open and check the file, read each table in id order, check every row.
+
+A row that PostgreSQL can store exactly as it is becomes one line of COPY text format, in the
+very form PostgreSQL prints it back (`COPY ... TO STDOUT` with TimeZone UTC), so the checksum
+of the lines sent equals the checksum of the lines read back when nothing was altered.
+A row that cannot be stored becomes a reject: its table, id, reasons and original values.
+
+The reading runs in a child process (`reader_main`) so that SQLite and the checks use one
+core while the parent drives COPY on the other.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# The models' limits (app.users.models / app.posts.models, checked equal by the tests); not
+# imported, so that the reader process starts without the app, its engine and its settings.
+NAME_MAX_LENGTH = 200
+CONTENT_MAX_LENGTH = 100_000
+
+TABLES = {
+    "users": ("id", "name", "created_time"),
+    "posts": ("id", "user_id", "content", "created_time"),
+}
+
+# Bytes COPY text format escapes on output (PostgreSQL's CopyAttributeOutText), and how.
+_COPY_SPECIAL = re.compile(rb"[\\\x08\x0c\n\r\t\x0b]")
+_COPY_ESCAPES = {b"\\": b"\\\\", b"\x08": b"\\b", b"\x0c": b"\\f", b"\n": b"\\n",
+                 b"\r": b"\\r", b"\t": b"\\t", b"\x0b": b"\\v"}
+_FRACTION = re.compile(r"[.,](\d+)")
+
+# A dense id range up to this size is tracked with one byte per id; wider ones with a set.
+DENSE_ID_LIMIT = 64 * 1024 * 1024
+
+
+class SourceError(Exception):
+    """The source is unusable as a whole (missing, not SQLite, wrong tables): one line."""
+
+
+def open_source(path: str | Path) -> sqlite3.Connection:
+    """Open the file read-only and check that it holds the two tables with their columns."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if not path.is_file():
+        raise SourceError(f"not a file: {path}")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db.text_factory = bytes
+        tables = {row[0].decode() for row in
+                  db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as error:
+        raise SourceError(f"{path} is not an SQLite database ({error})") from None
+    for table, columns in TABLES.items():
+        if table not in tables:
+            raise SourceError(f"{path} has no table {table!r}: is it the old service's app.db?")
+        present = {row[1].decode() for row in db.execute(f"PRAGMA table_info({table})")}
+        missing = [column for column in columns if column not in present]
+        if missing:
+            raise SourceError(f"{path}: table {table!r} has no column {', '.join(missing)}")
+    return db
+
+
+def escape_copy(raw: bytes) -> bytes:
+    """COPY text format escaping, exactly as PostgreSQL prints it."""
+    if _COPY_SPECIAL.search(raw) is None:
+        return raw
+    return _COPY_SPECIAL.sub(lambda match: _COPY_ESCAPES[match.group()], raw)
+
+
+def convert_timestamp(raw: Any, storage: bytes) -> bytes | str:
+    """SQLite timestamp text -> PostgreSQL's UTC output form, or the reason it cannot be.
+
+    Naive text (what CURRENT_TIMESTAMP writes) is UTC; an offset or Z is honoured; a T
+    separator and 1-6 fractional digits are fine. More precision than PostgreSQL keeps
+    (microseconds) would be altered, so it is refused.
+    """
+    if raw is None:
+        return "created_time is NULL"
+    if storage != b"text":
+        return f"created_time is {storage.decode()}, expected timestamp text"
+    try:
+        text = raw.decode("ascii")
+        fraction = _FRACTION.search(text)
+        if fraction and len(fraction.group(1).rstrip("0")) > 6:
+            return f"created_time {text!r} is more precise than a microsecond"
+        instant = datetime.fromisoformat(text)
+        if instant.tzinfo is not None:
+            instant = instant.astimezone(timezone.utc)
+    except (UnicodeDecodeError, ValueError, OverflowError):
+        return f"created_time {_safe(raw)} is not a timestamp"
+    if len(text) == 19 and text[10] == " " and instant.tzinfo is None:
+        return raw + b"+00"  # the common case: already PostgreSQL's form
+    out = (f"{instant.year:04d}-{instant.month:02d}-{instant.day:02d} "
+           f"{instant.hour:02d}:{instant.minute:02d}:{instant.second:02d}")
+    if instant.microsecond:
+        out += f".{instant.microsecond:06d}".rstrip("0")
+    return (out + "+00").encode()
+
+
+def check_text(column: str, raw: Any, storage: bytes, limit: int) -> str | None:
+    """Why this value cannot be stored in a TEXT column with 1..limit characters, or None."""
+    if raw is None:
+        return f"{column} is NULL"
+    if storage != b"text":
+        return f"{column} is {storage.decode()}, expected text"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"{column} is not valid UTF-8 (byte {raw[error.start]:#04x} at offset {error.start})"
+    if "\x00" in text:
+        return f"{column} contains NUL (\\x00), which PostgreSQL text cannot hold"
+    if not text:
+        return f"{column} is empty"
+    if len(text) > limit:
+        return f"{column} is {len(text)} characters, more than {limit}"
+    return None
+
+
+def _safe(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        try:
+            return repr(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return f"x'{raw.hex()}'"
+    return repr(raw)
+
+
+def render_value(raw: Any, storage: bytes) -> Any:
+    """An original value for the JSON report: text as a (JSON-escaped) string, other bytes as hex."""
+    if isinstance(raw, bytes):
+        if storage == b"text":
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        return {"hex": raw.hex(), "storage": storage.decode()}
+    return raw
+
+
+@dataclass
+class Reject:
+    table: str
+    id: Any
+    reason: str
+    values: dict[str, Any]
+    storage: dict[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"table": self.table, "id": self.id, "reason": self.reason,
+                "values": self.values, "storage": self.storage}
+
+
+def _reject(table: str, row: tuple, reasons: list[str]) -> Reject:
+    columns = TABLES[table]
+    values = {c: render_value(row[2 * i], row[2 * i + 1]) for i, c in enumerate(columns)}
+    storage = {c: row[2 * i + 1].decode() for i, c in enumerate(columns)}
+    return Reject(table, render_value(row[0], row[1]), "; ".join(reasons), values, storage)
+
+
+def _check_id(column: str, value: Any, storage: bytes) -> str | None:
+    if value is None:
+        return f"{column} is NULL"
+    if type(value) is not int:
+        return f"{column} is {storage.decode()}, expected integer"
+    if not -(2**63) <= value < 2**63:
+        return f"{column} {value} does not fit in a bigint"
+    return None
+
+
+class UserIds:
+    """Which user ids landed (one byte per id over a dense range, else a set) and why others not."""
+
+    def __init__(self, low: int | None, high: int | None) -> None:
+        self.low = low or 0
+        span = (high - low + 1) if low is not None and high is not None else 0
+        self.flags: bytearray | None = bytearray(span) if 0 < span <= DENSE_ID_LIMIT else None
+        self.members: set[int] = set()
+        self.rejected: dict[int, str] = {}
+
+    def add(self, user_id: int) -> None:
+        flags = self.flags
+        offset = user_id - self.low
+        if flags is not None and 0 <= offset < len(flags):
+            flags[offset] = 1
+        else:
+            self.members.add(user_id)
+
+    def discard(self, user_id: int, reason: str) -> None:
+        offset = user_id - self.low
+        if self.flags is not None and 0 <= offset < len(self.flags):
+            self.flags[offset] = 0
+        self.members.discard(user_id)
+        self.rejected[user_id] = reason
+
+    def __contains__(self, user_id: int) -> bool:
+        flags = self.flags
+        offset = user_id - self.low
+        if flags is not None and 0 <= offset < len(flags):
+            return flags[offset] == 1
+        return user_id in self.members
+
+
+@dataclass
+class Batch:
+    """What the reader sends per batch: COPY lines (in id order) and the rejects."""
+
+    table: str
+    lines: bytes
+    rows: int  # rows read from the source in this batch (landing + rejected)
+    good: int  # lines in `lines`
+    last_id: Any
+    rejects: list[Reject] = field(default_factory=list)
+
+
+# SQLite itself vouches for the common case: storage classes right, and the timestamp in the
+# canonical 'YYYY-MM-DD HH:MM:SS' form of a real date (julianday() normalises Feb 30 away).
+_CANONICAL_TS = "created_time = datetime(julianday(created_time))"
+_USERS_QUERY = (
+    f"SELECT id, name, created_time, (typeof(id) = 'integer' AND typeof(name) = 'text' "
+    f"AND {_CANONICAL_TS}) FROM users ORDER BY id"
+)
+_POSTS_QUERY = (
+    f"SELECT id, user_id, content, created_time, (typeof(id) = 'integer' "
+    f"AND typeof(user_id) = 'integer' AND typeof(content) = 'text' AND {_CANONICAL_TS}) "
+    f"FROM posts ORDER BY id"
+)
+_SPECIAL = b"\\\x08\x0c\n\r\t\x0b"
+
+
+def _full_row(db: sqlite3.Connection, table: str, row_id: Any) -> tuple:
+    """The row again, each value followed by its storage class (the slow path)."""
+    columns = ", ".join(f"{c}, typeof({c})" for c in TABLES[table])
+    return db.execute(f"SELECT {columns} FROM {table} WHERE id IS ?", (row_id,)).fetchone()
+
+
+def _user_reasons(row: tuple) -> list[str]:
+    user_id, id_type, name, name_type, stamp, stamp_type = row
+    when = convert_timestamp(stamp, stamp_type)
+    return [r for r in (
+        _check_id("id", user_id, id_type),
+        check_text("name", name, name_type, NAME_MAX_LENGTH),
+        when if type(when) is str else None,
+    ) if r is not None]
+
+
+def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
+    """Yield Batch objects for users, in id order; fills `ids` with the users that can land."""
+    cursor = db.cursor()
+    cursor.execute(_USERS_QUERY)
+    special = _SPECIAL
+    while rows := cursor.fetchmany(batch_size):
+        out: list[bytes] = []
+        rejects: list[Reject] = []
+        for user_id, name, stamp, plain in rows:
+            if plain:
+                try:
+                    n = len(name.decode("utf-8"))
+                    if 0 < n <= NAME_MAX_LENGTH and b"\x00" not in name:
+                        if len(name.translate(None, special)) != len(name):
+                            name = escape_copy(name)
+                        out.append(b"%d\t%s\t%s+00\n" % (user_id, name, stamp))
+                        ids.add(user_id)
+                        continue
+                except UnicodeDecodeError:
+                    pass
+            full = _full_row(db, "users", user_id)
+            when = convert_timestamp(full[4], full[5])
+            reasons = _user_reasons(full)
+            if reasons:
+                rejects.append(_reject("users", full, reasons))
+                if type(user_id) is int:
+                    ids.discard(user_id, "; ".join(reasons))
+                continue
+            out.append(b"%d\t%s\t%s\n" % (user_id, escape_copy(full[2]), when))
+            ids.add(user_id)
+        yield Batch("users", b"".join(out), len(rows), len(out), rows[-1][0], rejects)
+
+
+def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds):
+    """Yield Batch objects for posts, in id order; a post lands only if its user landed."""
+    cursor = db.cursor()
+    cursor.execute(_POSTS_QUERY)
+    special = _SPECIAL
+    flags, low = users.flags, users.low
+    size = len(flags) if flags is not None else 0
+    while rows := cursor.fetchmany(batch_size):
+        out: list[bytes] = []
+        rejects: list[Reject] = []
+        for post_id, user_id, content, stamp, plain in rows:
+            # `user_id in users`, inlined for the dense case (one method call less per row)
+            if plain and ((flags[user_id - low] == 1) if 0 <= user_id - low < size
+                          else user_id in users):
+                try:
+                    n = len(content.decode("utf-8"))
+                    if 0 < n <= CONTENT_MAX_LENGTH and b"\x00" not in content:
+                        if len(content.translate(None, special)) != len(content):
+                            content = escape_copy(content)
+                        out.append(b"%d\t%d\t%s\t%s+00\n" % (post_id, user_id, content, stamp))
+                        continue
+                except UnicodeDecodeError:
+                    pass
+            full = _full_row(db, "posts", post_id)
+            post_id, id_type, user_id, user_type, content, content_type, stamp, stamp_type = full
+            when = convert_timestamp(stamp, stamp_type)
+            reasons = [r for r in (
+                _check_id("id", post_id, id_type),
+                _check_id("user_id", user_id, user_type),
+                check_text("content", content, content_type, CONTENT_MAX_LENGTH),
+                when if type(when) is str else None,
+            ) if r is not None]
+            if type(user_id) is int and user_id not in users:
+                if user_id in users.rejected:
+                    reasons.append(f"user {user_id} was rejected: {users.rejected[user_id]}")
+                else:
+                    reasons.append(f"user_id {user_id} does not exist in users (orphan post)")
+            if reasons:
+                rejects.append(_reject("posts", full, reasons))
+                continue
+            out.append(b"%d\t%d\t%s\t%s\n" % (post_id, user_id, escape_copy(content), when))
+        yield Batch("posts", b"".join(out), len(rows), len(out), rows[-1][0], rejects)
+
+
+def source_counts(db: sqlite3.Connection) -> dict[str, int]:
+    return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
+
+
+def reader_main(path: str, batch_size: int, pipe: Any) -> None:
+    """The child process: stream users, wait for the users the target refused, stream posts.
+
+    Sends ("counts", {...}), then Batch objects and ("done", table) per table; receives
+    ("posts", {user_id: reason}) before the posts. Any failure is sent as ("error", text).
+    """
+    try:
+        db = open_source(path)
+        pipe.send(("counts", source_counts(db)))
+        low, high = db.execute("SELECT min(id), max(id) FROM users").fetchone()
+        ids = UserIds(low if type(low) is int else None, high if type(high) is int else None)
+        for batch in read_users(db, batch_size, ids):
+            pipe.send(batch)
+        pipe.send(("done", "users"))
+        message = pipe.recv()
+        if message[0] != "posts":
+            return
+        for user_id, reason in message[1].items():
+            ids.discard(user_id, reason)
+        for batch in read_posts(db, batch_size, ids):
+            pipe.send(batch)
+        pipe.send(("done", "posts"))
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass
+    except Exception as error:  # noqa: BLE001 - reported by the parent in one line
+        try:
+            pipe.send(("error", f"reading the source failed: {type(error).__name__}: {error}"))
+        except (BrokenPipeError, OSError):
+            pass
