@@ -107,34 +107,28 @@ def _around(limit: int) -> st.SearchStrategy[str]:
     )
 
 
+def _accepts(text_type: object, value: str) -> bool:
+    try:
+        TypeAdapter(text_type).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 @given(value=st.one_of(ANY_TEXT, _around(NAME_MAX_LENGTH)))
 def test_name_accepts_exactly_the_storable_names(value):
-    try:
-        TypeAdapter(Name).validate_python(value)
-        accepted = True
-    except ValidationError:
-        accepted = False
-    assert accepted == _storable_text(value, NAME_MAX_LENGTH)
+    assert _accepts(Name, value) == _storable_text(value, NAME_MAX_LENGTH)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(value=st.one_of(ANY_TEXT, _around(CONTENT_MAX_LENGTH)))
 def test_content_accepts_exactly_the_storable_texts(value):
-    try:
-        TypeAdapter(Content).validate_python(value)
-        accepted = True
-    except ValidationError:
-        accepted = False
-    assert accepted == _storable_text(value, CONTENT_MAX_LENGTH)
+    assert _accepts(Content, value) == _storable_text(value, CONTENT_MAX_LENGTH)
 
 
 @given(value=st.one_of(ANY_TEXT, _around(200)))
 def test_search_query_accepts_any_storable_text_up_to_200(value):
-    try:
-        TypeAdapter(SearchQuery).validate_python(value)
-        accepted = True
-    except ValidationError:
-        accepted = False
+    accepted = _accepts(SearchQuery, value)
     try:
         value.encode("utf-8")
         encodable = True
