@@ -770,7 +770,8 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
     lines.append(f"Load: wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']:g}s, "
                  f"{meta['rounds']} round(s), apps interleaved (order rotated per round); "
                  f"medians over rounds; ratios = median of per-round paired ratios. "
-                 f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by {meta['schema']}.")
+                 f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by {meta['schema']}; "
+                 f"git {meta.get('git') or '?'}.")
     if "noise_cores" in meta:
         lines.append(f"Other load on the machine during the runs (neither the app, PostgreSQL, wrk nor this harness; "
                      f"steal included): median {meta['noise_cores']['median']:.2f} cores, "
