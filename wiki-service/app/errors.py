@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app.database import DatabaseUnavailable
@@ -46,11 +46,6 @@ class PostNotFound(DomainError):
 class InvalidCursor(DomainError):
     status_code = 400
     detail = "Invalid cursor"
-
-
-class UnstorableText(DomainError):
-    status_code = 422
-    detail = "Text contains characters PostgreSQL cannot store"
 
 
 def expected_error_response(error: Exception) -> JSON | None:

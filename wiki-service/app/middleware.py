@@ -13,7 +13,6 @@ import re
 import time
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,9 +36,13 @@ def new_request_id() -> bytes:
     return f"{_ID_PREFIX}{next(_id_counter):016x}".encode()
 
 
+# The rest of the body is never read, so the connection cannot carry another request.
+_CLOSE = {"Connection": "close"}
+
+
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Request body larger than {limit} bytes")
+        super().__init__(413, f"Request body larger than {limit} bytes", headers=_CLOSE)
 
 
 class RequestContextMiddleware:
@@ -74,13 +77,11 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if content_length is not None:
+            if content_length is not None:  # refused before a byte of the body is read
                 if not content_length.isdigit():
-                    await self._refuse(send_with_id, 400, limit)
-                    return
+                    raise HTTPException(400, "Invalid Content-Length", headers=_CLOSE)
                 if int(content_length) > limit:
-                    await self._refuse(send_with_id, 413, limit)
-                    return
+                    raise BodyTooLarge(limit)
             await self.app(scope, self._limited(receive, limit), send_with_id)
         except Exception as error:
             if status:  # the answer is already on its way; nothing else can be sent
@@ -107,21 +108,6 @@ class RequestContextMiddleware:
             return message
 
         return receive_limited
-
-    @staticmethod
-    async def _refuse(send: Send, status: int, limit: int) -> None:
-        detail = f"Request body larger than {limit} bytes" if status == 413 else "Invalid Content-Length"
-        body = orjson.dumps({"detail": detail})
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: bytes) -> None:
         route: Any = scope.get("route")
