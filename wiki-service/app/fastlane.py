@@ -7,7 +7,8 @@ plain decimal id in range, or a JSON body that the same Pydantic request model a
 Anything else (a bad id, a body that fails validation, another content type, another
 method) goes on to FastAPI unchanged, with the body replayed, so every error answer and the
 OpenAPI document come from one place. Both paths call the same service functions and the
-same error mapping; the outer middleware adds the request id, metrics and access log to both.
+same error mapping (errors.expected_error_response, applied to the lane by the outer
+middleware, which also adds the request id, metrics and access log to both).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import expected_error_response
 from app.posts import service as posts
 from app.posts.schemas import PostCreate
 from app.users import service as users
@@ -82,16 +82,10 @@ class FastLane:
 
     @staticmethod
     async def _answer(send: Send, status: int, call: Callable[..., Awaitable[dict]], **kwargs: Any) -> None:
-        try:
-            content = orjson.dumps(await call(**kwargs))
-        except Exception as error:
-            response = expected_error_response(error)
-            if response is None:
-                raise
-            status, content = response.status_code, response.body
-            headers = response.raw_headers
-        else:
-            headers = [_JSON_HEADERS, (b"content-length", str(len(content)).encode())]
+        # A domain error or the database being away propagates to the request-context
+        # middleware, which answers it through the same mapping as FastAPI's handlers.
+        content = orjson.dumps(await call(**kwargs))
+        headers = [_JSON_HEADERS, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
