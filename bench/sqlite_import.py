@@ -17,7 +17,6 @@ import platform
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path

@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import pytest
 import schemathesis

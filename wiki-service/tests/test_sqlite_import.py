@@ -13,7 +13,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import make_url
 
 from tests.conftest import SERVICE_DIR, service_env
 
