@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -160,15 +159,3 @@ class EmbeddedPostgres:
                 f"{program} failed ({result.returncode}): {result.stderr.strip()} {tail}".strip()
             )
 
-
-def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
-    """Block until something accepts TCP connections on host:port."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
-            time.sleep(0.05)

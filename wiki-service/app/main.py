@@ -37,6 +37,7 @@ async def _publish_pool_gauges() -> None:
 @contextlib.asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     reset_pool_gate()
+    metrics.forget_dead_workers()  # a restarted worker replaces one that was killed
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # sweeps, so a full collection under load walks only the objects requests create.
     gc.freeze()

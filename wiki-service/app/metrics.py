@@ -8,6 +8,7 @@ what was created across the processes. `serve` sets that folder up before the wo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -68,10 +69,18 @@ def render() -> bytes:
     return generate_latest(registry)
 
 
-def forget_process(pid: int) -> None:
-    """Drop the live gauges of a worker that has exited."""
-    if MULTIPROCESS:
-        multiprocess.mark_process_dead(pid)
+def forget_dead_workers() -> None:
+    """Drop the live gauges of workers that have exited (killed ones leave their files)."""
+    if not MULTIPROCESS:
+        return
+    for path in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid)
+        except PermissionError:  # alive, owned by someone else
+            pass
 
 
 class RequestMetrics:

@@ -48,3 +48,31 @@ async def test_counters_add_up_across_two_workers(serve, db_url, db):
         if entry.get("route") == "/users" and entry.get("status") == 201
     }
     assert len(writers) == 2  # both workers created users, so the sums above span processes
+
+
+def test_a_killed_workers_pool_gauges_are_dropped_when_workers_start(tmp_path):
+    """A worker killed with SIGKILL leaves its gauge file; the next start forgets it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SERVICE_DIR
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    code = (
+        "import os, sys\n"
+        "from prometheus_client import values\n"
+        "from app import metrics\n"
+        f"values.ValueClass = values.MultiProcessValue(lambda: {dead.pid})\n"
+        "from prometheus_client import Gauge\n"
+        "Gauge('db_pool_size_ghost', 'x', multiprocess_mode='livesum').set(10)\n"
+        "files = sorted(os.listdir(os.environ['PROMETHEUS_MULTIPROC_DIR']))\n"
+        "assert any(str(%d) in f for f in files), files\n"
+        "metrics.forget_dead_workers()\n"
+        "left = sorted(os.listdir(os.environ['PROMETHEUS_MULTIPROC_DIR']))\n"
+        "assert not any(f.startswith('gauge_live') and str(%d) in f for f in left), left\n"
+        "print('ok')\n"
+    ) % (dead.pid, dead.pid)
+    result = subprocess.run([sys.executable, "-c", code], cwd=SERVICE_DIR, capture_output=True, text=True,
+                            env=service_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)), timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
