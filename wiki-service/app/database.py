@@ -35,6 +35,11 @@ class Base(DeclarativeBase):
     """Declarative base of the models; Alembic's target metadata."""
 
 
+def length_check(column: str, limit: int) -> str:
+    """SQL true when the text has 1..limit characters; counts them only past `limit` bytes."""
+    return f"{column} <> '' AND (octet_length({column}) <= {limit} OR char_length({column}) <= {limit})"
+
+
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached, is restarting, or no pooled connection came in time."""
 

@@ -15,7 +15,7 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         results = list(pool.map(lambda _: run_cli("db", "upgrade", env=env), range(4)))
     for result in results:
         assert result.returncode == 0, result.stderr
-        assert "is at revision 0001 (head)" in result.stdout
+        assert "is at revision 0002 (head)" in result.stdout
     ran = sum("Running upgrade" in result.stdout for result in results)
     assert ran == 1  # exactly one replica migrated; the others waited on the lock, then found head
 
@@ -26,9 +26,9 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         finally:
             await conn.close()
 
-    assert asyncio.run(version()) == "0001"
+    assert asyncio.run(version()) == "0002"
     current = run_cli("db", "current", env=env)
-    assert current.returncode == 0 and "current: 0001" in current.stdout
+    assert current.returncode == 0 and "current: 0002" in current.stdout
 
 
 def test_db_current_exits_3_when_behind(fresh_database):
@@ -84,3 +84,41 @@ async def test_schema_types_and_constraints(db):
         "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = 'posts'::regclass"
     )
     assert [row["conname"] for row in foreign_keys] == ["posts_user_id_fkey"]
+
+
+async def test_length_checks_count_characters_not_bytes(db):
+    """The cheap checks of revision 0002 accept exactly what char_length BETWEEN 1 AND n does."""
+    outer = db.transaction()  # rolled back: the rows stay out of the other tests
+    await outer.start()
+    try:
+        await check_lengths(db)
+    finally:
+        await outer.rollback()
+
+
+async def stored(db, sql: str, *args) -> bool:
+    """Whether the insert passed the CHECK constraints (in a savepoint, rolled back on failure)."""
+    try:
+        async with db.transaction():
+            await db.execute(sql, *args)
+    except asyncpg.CheckViolationError:
+        return False
+    return True
+
+
+async def check_lengths(db) -> None:
+    user_id = await db.fetchval("INSERT INTO users (name) VALUES ('checker') RETURNING id")
+    contents = {
+        "": False,
+        " ": True,
+        "é" * 100_000: True,  # 200,000 bytes, 100,000 characters
+        "a" * 100_000: True,
+        "a" * 100_001: False,
+        "é" * 100_001: False,
+        "😀" * 30_000 + "a" * 70_000: True,
+    }
+    for content, accepted in contents.items():
+        ok = await stored(db, "INSERT INTO posts (user_id, content) VALUES ($1, $2)", user_id, content)
+        assert ok is accepted, (len(content), len(content.encode()))
+    for name, accepted in {"": False, "ü" * 200: True, "ü" * 201: False}.items():
+        assert await stored(db, "INSERT INTO users (name) VALUES ($1)", name) is accepted, len(name)

@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.database import Base
+from app.database import Base, length_check
 
 CONTENT_MAX_LENGTH = 100_000
 # 'simple' does no stemming: right for a wiki written in many languages.
@@ -27,9 +27,7 @@ class Post(Base):
 
     __tablename__ = "posts"
     __table_args__ = (
-        CheckConstraint(
-            f"char_length(content) BETWEEN 1 AND {CONTENT_MAX_LENGTH}", name="posts_content_length"
-        ),
+        CheckConstraint(length_check("content", CONTENT_MAX_LENGTH), name="posts_content_length"),
         # GET /users/{id}/posts and GET /posts?user_id= page through one user's posts by id.
         Index("posts_user_id_id_idx", "user_id", "id"),
         Index(

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.database import Base
+from app.database import Base, length_check
 
 NAME_MAX_LENGTH = 200
 
@@ -15,7 +15,7 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(f"char_length(name) BETWEEN 1 AND {NAME_MAX_LENGTH}", name="users_name_length"),
+        CheckConstraint(length_check("name", NAME_MAX_LENGTH), name="users_name_length"),
     )
 
     # BY DEFAULT (not ALWAYS) so that migrate-sqlite can keep the old ids.
