@@ -1,12 +1,14 @@
 """pgloader against `wiki-service migrate-sqlite`, same app.db, same PostgreSQL, one run.
 
     .venv/bin/python bench/sqlite_import.py [--users 1000000 --posts 3000000]
-        [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+        [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--skip-pgloader] [--skip-full]
 
-Generates bench/results/app.db if missing (bench/make_sqlite.py), creates two uniquely named
-databases on the server, loads the file with pgloader into one and with migrate-sqlite into the
-other (one after the other), measures wall time and peak RSS of each command's whole process
-tree (psutil, sampled every 50 ms), drops both databases and prints a table with the ratios.
+Generates bench/results/app.db if missing (bench/make_sqlite.py), creates a uniquely named
+database per run on the server, loads the file with pgloader, with `migrate-sqlite
+--search-index later` (everything pgloader does and more, but not the full-text index, which
+pgloader does not build) and with plain `migrate-sqlite` (the full schema), one after the
+other; measures wall time and peak RSS of each command's whole process tree (psutil, sampled
+every 50 ms), drops the databases and prints a table with the ratios to pgloader.
 """
 
 from __future__ import annotations
@@ -76,35 +78,47 @@ def main() -> None:
     parser.add_argument("--admin-url", default=os.environ.get(
         "BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--skip-pgloader", action="store_true")
+    parser.add_argument("--skip-full", action="store_true",
+                        help="leave out the run that also builds the full-text index")
     args = parser.parse_args()
 
     if not args.file.exists():
         subprocess.run([sys.executable, str(ROOT / "bench/make_sqlite.py"), "--users",
                         str(args.users), "--posts", str(args.posts), str(args.file)], check=True)
     tag = uuid.uuid4().hex[:8]
-    pg_db, ours_db = f"bench_pgloader_{tag}", f"bench_migrate_{tag}"
+    runs = {"pgloader": None, "migrate-sqlite --search-index later": ["--search-index", "later"],
+            "migrate-sqlite": []}
+    if args.skip_pgloader:
+        del runs["pgloader"]
+    if args.skip_full:
+        del runs["migrate-sqlite"]
+    databases = {tool: f"bench_{i}_{tag}" for i, tool in enumerate(runs)}
     base = args.admin_url.rsplit("/", 1)[0]
     version = asyncio.run(admin(args.admin_url, "SELECT version()"))[0]
-    asyncio.run(admin(args.admin_url, f'CREATE DATABASE "{pg_db}"', f'CREATE DATABASE "{ours_db}"'))
+    asyncio.run(admin(args.admin_url, *(f'CREATE DATABASE "{name}"' for name in databases.values())))
     logs = ROOT / "bench/results"
     logs.mkdir(parents=True, exist_ok=True)
     results = {}
     try:
         load_before = os.getloadavg()
-        if not args.skip_pgloader:
-            results["pgloader"] = run_measured(
-                ["pgloader", f"sqlite://{args.file.resolve()}", f"{base}/{pg_db}"],
-                dict(os.environ), logs / "pgloader.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-        env["DATABASE_URL"] = f"{base}/{ours_db}"
-        venv_cli = ROOT / ".venv/bin/wiki-service"
-        results["migrate-sqlite"] = run_measured(
-            [str(venv_cli), "migrate-sqlite", str(args.file.resolve()), "--no-progress",
-             "--reject-report", str(logs / "rejects.jsonl")], env, logs / "migrate-sqlite.log")
+        for tool, extra in runs.items():
+            target = f"{base}/{databases[tool]}"
+            log = logs / f"{tool.replace(' --search-index ', '-')}.log"
+            if extra is None:
+                results[tool] = run_measured(["pgloader", f"sqlite://{args.file.resolve()}", target],
+                                             dict(os.environ), log)
+            else:
+                env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+                env["DATABASE_URL"] = target
+                results[tool] = run_measured(
+                    [str(ROOT / ".venv/bin/wiki-service"), "migrate-sqlite", str(args.file.resolve()),
+                     "--no-progress", "--reject-report", str(logs / "rejects.jsonl"), *extra],
+                    env, log)
+            results[tool]["log"] = log
         load_after = os.getloadavg()
     finally:
-        asyncio.run(admin(args.admin_url, f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)',
-                          f'DROP DATABASE IF EXISTS "{ours_db}" WITH (FORCE)'))
+        asyncio.run(admin(args.admin_url, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                                            for name in databases.values())))
 
     size = args.file.stat().st_size / 1e6
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -113,21 +127,19 @@ def main() -> None:
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"server: {base.split('@')[-1]} ({version.split(',')[0]}), shared with other users")
     print(f"source: {args.file} ({size:.0f} MB)")
-    print(f"{'tool':<16} {'exit':>4} {'wall s':>8} {'peak RSS MB':>12}")
+    theirs = results.get("pgloader")
+    print(f"{'tool':<38} {'exit':>4} {'wall s':>7} {'/ pgloader':>10} {'peak RSS MB':>12}")
     for tool, result in results.items():
-        print(f"{tool:<16} {result['rc']:>4} {result['wall']:>8.1f} {result['rss_mb']:>12.0f}")
-    if "pgloader" in results:
-        ours, theirs = results["migrate-sqlite"], results["pgloader"]
-        print(f"ratio migrate-sqlite / pgloader: wall {ours['wall'] / theirs['wall']:.2f} "
-              f"(target <= 0.50), peak RSS {ours['rss_mb']:.0f} MB (target <= 256)")
-    text = (logs / "migrate-sqlite.log").read_text()
-    for line in text.splitlines():
-        if line.startswith(("timings:", "loaded by", "  users", "  posts")):
-            print(f"migrate-sqlite {line.strip()}")
-    if "pgloader" in results:
-        for line in (logs / "pgloader.log").read_text().splitlines():
-            if re.search(r"^\s+(users|posts|Create Indexes|Index Build Completion|Create Foreign "
-                         r"Keys|Total import time)\s", line):
+        ratio = f"{result['wall'] / theirs['wall']:.2f}" if theirs else "-"
+        print(f"{tool:<38} {result['rc']:>4} {result['wall']:>7.1f} {ratio:>10} {result['rss_mb']:>12.0f}")
+    print("targets: wall <= 0.50 of pgloader's, peak RSS <= 256 MB")
+    for tool, result in results.items():
+        for line in result["log"].read_text().splitlines():
+            if tool != "pgloader" and line.startswith(("timings:", "loaded by", "  users", "  posts")):
+                print(f"{tool}: {line.strip()}")
+            if tool == "pgloader" and re.search(
+                    r"^\s+(users|posts|Create Indexes|Index Build Completion|Create Foreign "
+                    r"Keys|Total import time)\s", line):
                 print(f"pgloader {line.strip()}")
 
 

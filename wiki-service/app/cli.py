@@ -1,4 +1,4 @@
-"""`wiki-service`: serve, dev, check-db, db upgrade, migrate-sqlite.
+"""`wiki-service`: serve, dev, check-db, db upgrade/current/build-indexes, migrate-sqlite.
 
 Settings are read when a command runs, not at import, so `dev` can point them at its own
 embedded PostgreSQL first. Every failure ends in one line on stderr and a non-zero exit.
@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from app.config import fail, get_settings
@@ -143,6 +144,31 @@ def cmd_db_current(_args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
+def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
+    """Build the secondary indexes a bulk load left out, while the service keeps serving."""
+    import asyncpg
+
+    from app.schema import build_missing_indexes
+
+    dsn = get_settings().url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def build() -> list[str]:
+        conn = await asyncpg.connect(dsn, timeout=10, server_settings={"statement_timeout": "0"})
+        try:
+            return await build_missing_indexes(conn)
+        finally:
+            await conn.close()
+
+    print(f"building the missing secondary indexes of {_where()} (reads and writes go on)", flush=True)
+    started = time.monotonic()
+    try:
+        built = asyncio.run(build())
+    except Exception as error:  # noqa: BLE001
+        fail(f"building the indexes of {_where()} failed: {_describe(error)}")
+    print(f"built {', '.join(built)} in {time.monotonic() - started:.1f} s" if built
+          else "every secondary index is present and valid")
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     """PostgreSQL from a wheel, data kept in a local folder, migrated, served on :8000."""
     from sqlalchemy import make_url
@@ -224,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("current", help="print the revision; exit 3 when not at head"
                            ).set_defaults(func=cmd_db_current)
 
+    db_commands.add_parser("build-indexes", help="build missing or invalid secondary indexes "
+                           "without blocking reads and writes (CREATE INDEX CONCURRENTLY)"
+                           ).set_defaults(func=cmd_db_build_indexes)
+
     sqlite = commands.add_parser("migrate-sqlite", help="copy an old SQLite app.db into PostgreSQL")
     sqlite.add_argument("source", help="path to the SQLite file (app.db)")
     sqlite.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
@@ -231,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write rejected rows (default: next to the source)")
     sqlite.add_argument("--batch-size", type=int, default=None,
                         help="rows read and loaded per batch (default 10000)")
+    sqlite.add_argument("--search-index", choices=("now", "later"), default="now",
+                        help="build the full-text index before exiting (default), or leave it to "
+                             "`db build-indexes` while the service runs: a shorter cutover")
     sqlite.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="a progress bar (default: when stderr is a terminal), else lines")
     sqlite.set_defaults(func=cmd_migrate_sqlite)

@@ -26,6 +26,7 @@ class DomainError(Exception):
 
     status_code = 400
     detail = "Bad request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.detail)
@@ -48,10 +49,16 @@ class InvalidCursor(DomainError):
     detail = "Invalid cursor"
 
 
+class SearchIndexBuilding(DomainError):
+    status_code = 503
+    detail = "Search is unavailable while its index is being built; retry later"
+    headers = {"Retry-After": "30"}
+
+
 def expected_error_response(error: Exception) -> JSON | None:
     """The answer to an expected error (a domain error, the database away), else None."""
     if isinstance(error, DomainError):
-        return JSON({"detail": error.detail}, status_code=error.status_code)
+        return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
     if isinstance(error, DatabaseUnavailable):
         return JSON(
             {"detail": "Database unavailable, retry later"},

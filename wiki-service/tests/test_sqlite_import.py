@@ -8,10 +8,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.conftest import SERVICE_DIR, service_env
@@ -318,6 +320,50 @@ def test_killed_after_commit_before_indexes_is_repaired(tmp_path, run_cli, fresh
     assert schema_of(url) == schema_of(db_url)
 
 
+def test_search_index_later_then_built_while_the_service_serves(
+        tmp_path, run_cli, fresh_database, db_url, serve):
+    source = clean_source(tmp_path / "app.db")
+    url = fresh_database()
+    result = migrate(run_cli, url, source, "--search-index", "later")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "posts_content_search_idx not built (--search-index later)" in result.stdout
+    assert query(url, "SELECT to_regclass('posts_content_search_idx')")[0][0] is None
+    assert schema_of(url) == [part for part in schema_of(db_url) if part[0] != "posts_content_search_idx"]
+
+    server = serve(env_for(url))
+    search = httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
+    assert search.status_code == 503 and search.headers["Retry-After"] == "30"
+    assert "index is being built" in search.json()["detail"]
+    assert httpx.get(f"{server.base_url}/posts", timeout=10).status_code == 200  # the rest serves
+
+    built = run_cli("db", "build-indexes", env=env_for(url))
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "built posts_content_search_idx in" in built.stdout
+    assert schema_of(url) == schema_of(db_url)
+    deadline = time.monotonic() + 30  # the service looks again every SEARCH_INDEX_RECHECK_SECONDS
+    while (search := httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
+           ).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert search.status_code == 200 and len(search.json()["items"]) == 20
+
+    again = run_cli("db", "build-indexes", env=env_for(url))
+    assert again.returncode == 0 and "every secondary index is present and valid" in again.stdout
+
+
+def test_build_indexes_replaces_an_invalid_leftover(tmp_path, run_cli, fresh_database, db_url):
+    source = clean_source(tmp_path / "app.db")
+    url = fresh_database()
+    assert migrate(run_cli, url, source, "--search-index", "later").returncode == 0
+    # What a CREATE INDEX CONCURRENTLY that died leaves: an invalid index under the name.
+    with pytest.raises(asyncpg.UniqueViolationError):
+        execute(url, "CREATE UNIQUE INDEX CONCURRENTLY posts_content_search_idx ON posts (user_id)")
+    assert query(url, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                      "'posts_content_search_idx'::regclass")[0][0] is False
+    built = run_cli("db", "build-indexes", env=env_for(url))
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert schema_of(url) == schema_of(db_url)
+
+
 # -- dry run and bad invocations --------------------------------------------------------------
 
 
@@ -382,3 +428,41 @@ def test_reader_limits_match_the_models():
     from app.users.models import NAME_MAX_LENGTH
 
     assert (source.NAME_MAX_LENGTH, source.CONTENT_MAX_LENGTH) == (NAME_MAX_LENGTH, CONTENT_MAX_LENGTH)
+
+
+def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dict]]:
+    from app.sqlite_import import source
+
+    db = source.open_source(path)
+    ids = source.UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
+    users = list(source.read_users(db, batch_size, ids))
+    posts = list(source.read_posts(db, batch_size, ids))
+    db.close()
+    rejects = [reject.as_json() for batch in users + posts for reject in batch.rejects]
+    return (b"".join(b.lines for b in users), b"".join(b.lines for b in posts), rejects)
+
+
+def test_batch_checks_agree_with_the_row_by_row_checks(tmp_path, monkeypatch):
+    """The batch-at-a-time fast path gives exactly the lines and rejects of the slow path."""
+    ok = "2024-01-01 00:00:00"
+    weird = ["plain", "tab\there", "back\\slash", "new\nline", "ünïcödé ✓", "😀" * 3,
+             "a" * 200, "a" * 201, "é" * 200, "é" * 201, "", "nul\x00", "\r\x08\x0b\x0c"]
+    users = [(i, weird[i % len(weird)] if i % 97 == 0 else f"user {i}",
+              ok if i % 89 else "2024-01-01T00:00:00.5+01:00") for i in range(1, 3001)]
+    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3), ok if i % 83 else "bad")
+             for i in range(1, 20001)]
+    source = make_source(tmp_path / "app.db", users, posts, raw_posts=[
+        "INSERT INTO posts VALUES (20001, CAST(x'c328' AS TEXT), 5, '2024-01-01 00:00:00')",
+        "INSERT INTO posts VALUES (20002, 'real user id', 5.0, '2024-01-01 00:00:00')",
+        "INSERT INTO posts VALUES (20003, 'text user id', '5', '2024-01-01 00:00:00')",
+        "INSERT INTO posts VALUES (20004, 'negative user', -3, '2024-01-01 00:00:00')",
+        "INSERT INTO posts VALUES (20005, printf('%.*c', 100001, 'c'), 5, '2024-01-01 00:00:00')",
+    ])
+    fast = read_everything(source, 1000)
+    from app.sqlite_import import source as reader
+
+    monkeypatch.setattr(reader, "plain_lines", lambda *args: None)
+    slow = read_everything(source, 1000)
+    assert fast[0] == slow[0] and fast[1] == slow[1]
+    assert fast[2] == slow[2]
+    assert len(fast[2]) > 100 and fast[1].count(b"\n") > 15000  # both kinds, plenty of each

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 
 from app.database import checkout
-from app.errors import PostNotFound, UserNotFound
+from app.errors import PostNotFound, SearchIndexBuilding, UserNotFound
 from app.metrics import POSTS_CREATED
 from app.posts.models import SEARCH_CONFIG
+from app.schema import SEARCH_INDEX, index_is_valid
 from app.users import service as users
 
 _COLUMNS = "id, content, user_id, created_time"
+# Without its index a search reads every post (minutes on millions): answer 503 instead,
+# after a bulk load that left the index to `db build-indexes`. Looked up again every so often.
+SEARCH_INDEX_RECHECK_SECONDS = 10.0
+_search_index = {"valid": False, "checked": -SEARCH_INDEX_RECHECK_SECONDS}
 
 
 def _post(row: asyncpg.Record) -> dict:
@@ -68,8 +75,18 @@ async def list_page(
         f"ORDER BY id DESC LIMIT ${len(args)}"
     )
     async with checkout() as conn:
+        if query is not None and not await _search_index_valid(conn):
+            raise SearchIndexBuilding
         rows = await conn.fetch(sql, *args)
     return [_post(row) for row in rows]
+
+
+async def _search_index_valid(conn: asyncpg.Connection) -> bool:
+    now = time.monotonic()
+    if now - _search_index["checked"] >= SEARCH_INDEX_RECHECK_SECONDS:
+        _search_index["valid"] = bool(await index_is_valid(conn, SEARCH_INDEX))
+        _search_index["checked"] = now
+    return _search_index["valid"]
 
 
 async def list_for_user(*, user_id: int, before_id: int, limit: int) -> list[dict]:

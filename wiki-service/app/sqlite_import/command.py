@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import fail, get_settings
+from app.schema import SEARCH_INDEX, SECONDARY_INDEXES, upgrade_to_head
 from app.sqlite_import import load
 from app.sqlite_import.report import RejectReport
 from app.sqlite_import.source import TABLES, Batch, SourceError, open_source, reader_main
@@ -90,9 +91,33 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class Reader:
+    """The child process that reads and checks the source, and the pipe to it.
+
+    spawn, not fork: the child imports only source.py, not the app this process loaded, so
+    the two do not both hold (and count) the same hundred megabytes. It starts first, so
+    that its start-up overlaps the connection check and the schema migration.
+    """
+
+    def __init__(self, source: str, batch_size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipe, child = context.Pipe()
+        self.process = context.Process(target=reader_main, args=(source, batch_size, child),
+                                       daemon=True)
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(5)
+
+
 class Migration:
-    def __init__(self, args: argparse.Namespace, dsn: str, report: RejectReport) -> None:
+    def __init__(self, args: argparse.Namespace, dsn: str, report: RejectReport,
+                 reader: Reader) -> None:
         self.args = args
+        self.pipe = reader.pipe
         self.dsn = dsn
         self.report = report
         self.stats = {table: TableStats() for table in TABLES}
@@ -102,22 +127,6 @@ class Migration:
         self.rejected_users: dict[int, str] = {}
 
     # -- the reader process --------------------------------------------------------------
-    def start_reader(self) -> None:
-        # spawn, not fork: the child imports only source.py, not the app this process loaded,
-        # so the two do not both hold (and count) the same hundred megabytes.
-        context = multiprocessing.get_context("spawn")
-        self.pipe, child = context.Pipe()
-        self.reader = context.Process(
-            target=reader_main, args=(self.args.source, self.args.batch_size, child), daemon=True
-        )
-        self.reader.start()
-        child.close()
-
-    def stop_reader(self) -> None:
-        if self.reader.is_alive():
-            self.reader.terminate()
-        self.reader.join(5)
-
     async def receive(self) -> Any:
         try:
             message = await asyncio.get_running_loop().run_in_executor(None, self.pipe.recv)
@@ -165,6 +174,8 @@ class Migration:
         conn = await load.connect(self.dsn)
         try:
             missing = await load.missing_schema_parts(conn)
+            if self.args.search_index == "later" and SEARCH_INDEX in missing:
+                missing.remove(SEARCH_INDEX)
             if missing:  # a previous run died between its commit and its index builds
                 print(f"rebuilding after an interrupted run: {', '.join(missing)}", flush=True)
                 await load.build_schema_parts(self.dsn, missing)
@@ -174,19 +185,19 @@ class Migration:
             self.fast = await load.begin_fast_load(conn)
             if self.fast:
                 await self.fast_load(conn)
-                # The key is validated here, under the lock: it cannot run beside an index
-                # build on posts (their locks conflict), and the commit never lacks it.
                 key_started = time.monotonic()
-                await conn.execute(load.FOREIGN_KEY_DDL)
-                self.timings[load.FOREIGN_KEY] = time.monotonic() - key_started
+                await load.finish_fast_load(conn)
+                self.timings["primary keys"] = time.monotonic() - key_started
                 await transaction.commit()
-                self.timings["copy and key"] = time.monotonic() - started
+                self.timings["copy and keys"] = time.monotonic() - started
                 started = time.monotonic()
+                parts = [name for name in SECONDARY_INDEXES
+                         if name != SEARCH_INDEX or self.args.search_index == "now"]
                 took, _ = await asyncio.gather(
-                    load.build_schema_parts(self.dsn, list(load.INDEXES)),
+                    load.build_schema_parts(self.dsn, [*parts, load.FOREIGN_KEY], analyze=True),
                     self.verify(self.dsn),
                 )
-                self.timings["indexes and read-back (in parallel)"] = time.monotonic() - started
+                self.timings["indexes, key and read-back (in parallel)"] = time.monotonic() - started
                 self.timings.update(took)
             else:
                 await transaction.rollback()
@@ -196,10 +207,6 @@ class Migration:
                 await self.verify_on(conn)
                 self.timings["read-back"] = time.monotonic() - started
             self.sequences = await load.set_sequences(conn)
-            if self.fast:  # fresh statistics for the planner, as after any bulk load
-                started = time.monotonic()
-                await conn.execute("ANALYZE users, posts")
-                self.timings["analyze"] = time.monotonic() - started
         finally:
             await conn.close()
 
@@ -211,6 +218,8 @@ class Migration:
             batch.lines and self.stats["posts"].checksum.update(batch.lines)
 
     async def fast_load(self, conn: Any) -> None:
+        # An empty target has no conflicts: the reader may go on to the posts at once.
+        self.pipe.send(("posts", {}))
         for table in TABLES:
             stats = self.stats[table]
 
@@ -223,8 +232,6 @@ class Migration:
 
             await conn.copy_to_table(table, source=lines(), columns=load.COLUMNS[table],
                                      format="text", freeze=True)
-            if table == "users":
-                self.pipe.send(("posts", {}))
 
     async def staged_load(self, conn: Any) -> None:
         staging = load.Staging(conn)
@@ -300,6 +307,9 @@ class Migration:
         if not dry:
             print("sequences continue after: " + ", ".join(
                 f"{table} {highest}" for table, highest in self.sequences.items()))
+        if not dry and self.args.search_index == "later":
+            print(f"search index {SEARCH_INDEX} not built (--search-index later): search answers "
+                  f"503 until `wiki-service db build-indexes` builds it while the service runs")
         if self.timings:
             print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         print(f"reject report: {report.path} ({report.total} rows)")
@@ -316,12 +326,14 @@ def run(args: argparse.Namespace) -> int:
     """The command; returns the exit code. Every failure is one line on stderr."""
     args.batch_size = getattr(args, "batch_size", None) or DEFAULT_BATCH_SIZE
     args.progress = getattr(args, "progress", None)
+    args.search_index = getattr(args, "search_index", "now")
     try:
         open_source(args.source).close()
     except SourceError as error:
         fail(str(error))
     url = get_settings().url
     where = _where(url)
+    reader = Reader(args.source, args.batch_size)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def probe() -> str:
@@ -338,8 +350,6 @@ def run(args: argparse.Namespace) -> int:
     if encoding != "UTF8":
         fail(f"the database {where} has encoding {encoding}; it must be UTF8")
     if not args.dry_run:
-        from app.schema import upgrade_to_head
-
         try:
             upgrade_to_head()
         except Exception as error:  # noqa: BLE001
@@ -350,8 +360,7 @@ def run(args: argparse.Namespace) -> int:
         report = RejectReport(path)
     except OSError as error:
         fail(f"cannot write the reject report {path}: {error.strerror}")
-    migration = Migration(args, dsn, report)
-    migration.start_reader()
+    migration = Migration(args, dsn, report, reader)
     try:
         asyncio.run(migration.run())
     except ImportFailed as error:
@@ -359,6 +368,6 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - e.g. the connection dropped mid-load
         fail(f"migrating into {where} failed: {_describe(error)}")
     finally:
-        migration.stop_reader()
+        reader.stop()
         report.close()
     return migration.summary()

@@ -1,12 +1,14 @@
 """The PostgreSQL side: the fast load into an empty database, the staged load into one that
 already has rows, the secondary indexes and the foreign key, sequences, and the read-back.
 
-Fast path (users and posts both empty): one transaction locks both tables, drops the two
-secondary indexes and the foreign key, COPYs users then posts (FREEZE), and commits. The
-indexes and the key are then rebuilt in parallel on two connections, with exactly the
-definitions of Alembic revision 0001. If the process dies before the commit, nothing is
-there; if it dies after, `ensure_schema` (run at the start of every run) rebuilds what is
-missing, and the rerun takes the staged path, which finds every row already there.
+Fast path (users and posts both empty): one transaction locks both tables, drops the foreign
+key, both primary keys and the two secondary indexes, COPYs users then posts (FREEZE), builds
+the primary keys (a sort beats 4M one-row index inserts), adds the key NOT VALID and commits.
+The secondary indexes, the key's validation and ANALYZE then run on one connection, beside
+the read-back on another, with exactly the definitions Alembic's migrations create. If the
+process dies before the commit, nothing is there; if it dies after, `missing_schema_parts`
+(checked at the start of every run) finds what is missing, and the rerun takes the staged
+path, which finds every row already there.
 
 Staged path: per batch, COPY into a temporary table, `INSERT ... ON CONFLICT (id) DO NOTHING`,
 then report the staged rows whose id exists with other values (conflicts: never overwritten),
@@ -15,13 +17,14 @@ all in one transaction per batch.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import time
 from typing import Any
 
 import asyncpg
+
+from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES
 
 SERVER_SETTINGS = {
     "application_name": "wiki-service migrate-sqlite",
@@ -31,22 +34,14 @@ SERVER_SETTINGS = {
     "statement_timeout": "0",
 }
 
-# Alembic revision 0001's secondary indexes and key, as pg_get_indexdef/constraintdef show them.
-INDEXES = {
-    "posts_user_id_id_idx": "CREATE INDEX posts_user_id_id_idx ON public.posts USING btree (user_id, id)",
-    "posts_content_search_idx": (
-        "CREATE INDEX posts_content_search_idx ON public.posts "
-        "USING gin (to_tsvector('simple'::regconfig, content))"
-    ),
-}
+# The migrations' foreign key, as pg_get_constraintdef shows it.
 FOREIGN_KEY = "posts_user_id_fkey"
 FOREIGN_KEY_DDL = (
     "ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id)"
 )
+PRIMARY_KEYS = {"users": "users_pkey", "posts": "posts_pkey"}
 COLUMNS = {"users": ("id", "name", "created_time"),
            "posts": ("id", "user_id", "content", "created_time")}
-# Index builds get more memory than the server's default (64 MB on a stock install).
-MAINTENANCE_WORK_MEM = "1GB"
 
 
 async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
@@ -59,7 +54,7 @@ async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
         "SELECT c.relname AS indexname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "WHERE i.indrelid = 'posts'::regclass AND i.indisvalid"
     )}
-    missing = [name for name in INDEXES if name not in present]
+    missing = [name for name in SECONDARY_INDEXES if name not in present]
     has_key = await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE conrelid = 'posts'::regclass AND conname = $1",
         FOREIGN_KEY,
@@ -69,35 +64,35 @@ async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
     return missing
 
 
-async def build_schema_parts(dsn: str, parts: list[str]) -> dict[str, float]:
-    """Create the given indexes / key: the GIN index on one connection, the rest on another.
+async def build_schema_parts(dsn: str, parts: list[str], *, analyze: bool = False) -> dict[str, float]:
+    """Create the given indexes and the key (or validate it), then ANALYZE if asked, on one
+    connection; returns how long each step took.
 
-    Returns how long each took.
+    They cannot run side by side: each takes a lock on posts that conflicts with the others'.
+    The search index goes last, so that everything else is in place while it builds.
     """
+    steps = [part for part in parts if part != SEARCH_INDEX] + ["analyze"] * analyze
+    steps += [part for part in parts if part == SEARCH_INDEX]
     took: dict[str, float] = {}
-
-    async def build(names: list[str]) -> None:
-        if not names:
-            return
-        conn = await connect(dsn)
-        try:
-            await conn.execute(f"SET maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
-            for name in names:
-                started = time.monotonic()
-                if name == FOREIGN_KEY:
-                    # An invalid leftover (NOT VALID) is replaced by a validated one.
-                    await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT IF EXISTS {FOREIGN_KEY}")
-                    await conn.execute(FOREIGN_KEY_DDL)
+    conn = await connect(dsn)
+    try:
+        await conn.execute(f"SET maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+        for step in steps:
+            started = time.monotonic()
+            if step == "analyze":  # fresh statistics for the planner, as after any bulk load
+                await conn.execute("ANALYZE users, posts")
+            elif step == FOREIGN_KEY:
+                if await conn.fetchval("SELECT count(*) FROM pg_constraint WHERE "
+                                       "conrelid = 'posts'::regclass AND conname = $1", FOREIGN_KEY):
+                    await conn.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {FOREIGN_KEY}")
                 else:
-                    await conn.execute(f"DROP INDEX IF EXISTS {name}")
-                    await conn.execute(INDEXES[name])
-                took[name] = time.monotonic() - started
-        finally:
-            await conn.close()
-
-    gin = [p for p in parts if p == "posts_content_search_idx"]
-    rest = [p for p in parts if p != "posts_content_search_idx"]
-    await asyncio.gather(build(gin), build(rest))
+                    await conn.execute(FOREIGN_KEY_DDL)
+            else:
+                await conn.execute(f"DROP INDEX IF EXISTS {step}")  # an invalid leftover
+                await conn.execute(SECONDARY_INDEXES[step])
+            took[step] = time.monotonic() - started
+    finally:
+        await conn.close()
     return took
 
 
@@ -115,9 +110,19 @@ async def begin_fast_load(conn: asyncpg.Connection) -> bool:
     # TRUNCATE (of empty tables) in this transaction lets COPY write frozen rows.
     await conn.execute("TRUNCATE users, posts")
     await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT {FOREIGN_KEY}")
-    for name in INDEXES:
+    for table, key in PRIMARY_KEYS.items():
+        await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key}")
+    for name in SECONDARY_INDEXES:
         await conn.execute(f"DROP INDEX {name}")
     return True
+
+
+async def finish_fast_load(conn: asyncpg.Connection) -> None:
+    """In the load's transaction, after COPY: the primary keys, and the key NOT VALID (the
+    reader already made sure that every post's user landed; it is validated after the commit)."""
+    for table, key in PRIMARY_KEYS.items():
+        await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key} PRIMARY KEY (id)")
+    await conn.execute(f"{FOREIGN_KEY_DDL} NOT VALID")
 
 
 class Staging:
