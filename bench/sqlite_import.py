@@ -1,14 +1,15 @@
 """pgloader against `wiki-service migrate-sqlite`, same app.db, same PostgreSQL, one run.
 
     .venv/bin/python bench/sqlite_import.py [--users 1000000 --posts 3000000]
-        [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--skip-pgloader] [--skip-full]
+        [--admin-url postgresql://postgres@127.0.0.1:5432/postgres] [--rounds 3]
+        [--skip-pgloader] [--skip-full]
 
-Generates bench/results/app.db if missing (bench/make_sqlite.py), creates a uniquely named
-database per run on the server, loads the file with pgloader, with `migrate-sqlite
+Generates bench/results/app.db if missing (bench/make_sqlite.py). Each run gets a fresh
+database on the server (dropped after it). Rounds of pgloader and `migrate-sqlite
 --search-index later` (everything pgloader does and more, but not the full-text index, which
-pgloader does not build) and with plain `migrate-sqlite` (the full schema), one after the
-other; measures wall time and peak RSS of each command's whole process tree (psutil, sampled
-every 50 ms), drops the databases and prints a table with the ratios to pgloader.
+pgloader does not build) alternate; then plain `migrate-sqlite` (the full schema) runs once.
+Wall time and peak RSS of each command's whole process tree (psutil, sampled every 50 ms);
+prints each round, the medians and the ratios to pgloader's median.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -77,6 +79,8 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=ROOT / "bench/results/app.db")
     parser.add_argument("--admin-url", default=os.environ.get(
         "BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of pgloader and the like-for-like run (default 3)")
     parser.add_argument("--skip-pgloader", action="store_true")
     parser.add_argument("--skip-full", action="store_true",
                         help="leave out the run that also builds the full-text index")
@@ -85,40 +89,43 @@ def main() -> None:
     if not args.file.exists():
         subprocess.run([sys.executable, str(ROOT / "bench/make_sqlite.py"), "--users",
                         str(args.users), "--posts", str(args.posts), str(args.file)], check=True)
-    tag = uuid.uuid4().hex[:8]
-    runs = {"pgloader": None, "migrate-sqlite --search-index later": ["--search-index", "later"],
-            "migrate-sqlite": []}
+    tools = {"pgloader": None, "migrate-sqlite --search-index later": ["--search-index", "later"]}
     if args.skip_pgloader:
-        del runs["pgloader"]
-    if args.skip_full:
-        del runs["migrate-sqlite"]
-    databases = {tool: f"bench_{i}_{tag}" for i, tool in enumerate(runs)}
+        del tools["pgloader"]
+    # pgloader and the like-for-like run alternate, round after round; the full schema once.
+    plan = [(n, tool) for n in range(1, args.rounds + 1) for tool in tools]
+    if not args.skip_full:
+        tools["migrate-sqlite"] = []
+        plan.append((1, "migrate-sqlite"))
     base = args.admin_url.rsplit("/", 1)[0]
     version = asyncio.run(admin(args.admin_url, "SELECT version()"))[0]
-    asyncio.run(admin(args.admin_url, *(f'CREATE DATABASE "{name}"' for name in databases.values())))
     logs = ROOT / "bench/results"
     logs.mkdir(parents=True, exist_ok=True)
-    results = {}
-    try:
-        load_before = os.getloadavg()
-        for tool, extra in runs.items():
-            target = f"{base}/{databases[tool]}"
-            log = logs / f"{tool.replace(' --search-index ', '-')}.log"
-            if extra is None:
-                results[tool] = run_measured(["pgloader", f"sqlite://{args.file.resolve()}", target],
-                                             dict(os.environ), log)
+    results: dict[str, list[dict]] = {tool: [] for tool in tools}
+    load_before = os.getloadavg()
+    for round_number, tool in plan:
+        database = f"bench_{uuid.uuid4().hex[:8]}"
+        target = f"{base}/{database}"
+        log = logs / f"{tool.replace(' --search-index ', '-')}-{round_number}.log"
+        asyncio.run(admin(args.admin_url, f'CREATE DATABASE "{database}"'))
+        try:
+            if tools[tool] is None:
+                result = run_measured(["pgloader", f"sqlite://{args.file.resolve()}", target],
+                                      dict(os.environ), log)
             else:
                 env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
                 env["DATABASE_URL"] = target
-                results[tool] = run_measured(
+                result = run_measured(
                     [str(ROOT / ".venv/bin/wiki-service"), "migrate-sqlite", str(args.file.resolve()),
-                     "--no-progress", "--reject-report", str(logs / "rejects.jsonl"), *extra],
+                     "--no-progress", "--reject-report", str(logs / "rejects.jsonl"), *tools[tool]],
                     env, log)
-            results[tool]["log"] = log
-        load_after = os.getloadavg()
-    finally:
-        asyncio.run(admin(args.admin_url, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-                                            for name in databases.values())))
+        finally:
+            asyncio.run(admin(args.admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        result["log"] = log
+        results[tool].append(result)
+        print(f"round {round_number}: {tool}: exit {result['rc']}, {result['wall']:.1f} s, "
+              f"{result['rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
 
     size = args.file.stat().st_size / 1e6
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -126,15 +133,26 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"server: {base.split('@')[-1]} ({version.split(',')[0]}), shared with other users")
-    print(f"source: {args.file} ({size:.0f} MB)")
-    theirs = results.get("pgloader")
-    print(f"{'tool':<38} {'exit':>4} {'wall s':>7} {'/ pgloader':>10} {'peak RSS MB':>12}")
-    for tool, result in results.items():
-        ratio = f"{result['wall'] / theirs['wall']:.2f}" if theirs else "-"
-        print(f"{tool:<38} {result['rc']:>4} {result['wall']:>7.1f} {ratio:>10} {result['rss_mb']:>12.0f}")
+    print(f"source: {args.file} ({size:.0f} MB); {args.rounds} rounds, pgloader and the "
+          f"like-for-like run alternating")
+    pgloader = results.get("pgloader")
+    print(f"{'tool':<38} {'exit':>6} {'wall s per round':>22} {'median':>7} {'/ pgloader':>10} "
+          f"{'peak RSS MB':>12}")
+    for tool, runs in results.items():
+        walls = [run["wall"] for run in runs]
+        ratio = f"{statistics.median(walls) / statistics.median(r['wall'] for r in pgloader):.2f}" \
+            if pgloader else "-"
+        print(f"{tool:<38} {','.join(str(run['rc']) for run in runs):>6} "
+              f"{' '.join(f'{w:.1f}' for w in walls):>22} {statistics.median(walls):>7.1f} "
+              f"{ratio:>10} {max(run['rss_mb'] for run in runs):>12.0f}")
+    if pgloader and "migrate-sqlite --search-index later" in results:
+        per_round = [ours["wall"] / theirs["wall"] for ours, theirs
+                     in zip(results["migrate-sqlite --search-index later"], pgloader)]
+        print("like-for-like / pgloader, per round: "
+              + " ".join(f"{ratio:.2f}" for ratio in per_round))
     print("targets: wall <= 0.50 of pgloader's, peak RSS <= 256 MB")
-    for tool, result in results.items():
-        for line in result["log"].read_text().splitlines():
+    for tool, runs in results.items():
+        for line in runs[-1]["log"].read_text().splitlines():
             if tool != "pgloader" and line.startswith(("timings:", "loaded by", "  users", "  posts")):
                 print(f"{tool}: {line.strip()}")
             if tool == "pgloader" and re.search(

@@ -124,7 +124,6 @@ class Migration:
         self.progress = Progress(args.progress)
         self.fast = False
         self.timings: dict[str, float] = {}
-        self.rejected_users: dict[int, str] = {}
 
     # -- the reader process --------------------------------------------------------------
     async def receive(self) -> Any:
@@ -159,8 +158,6 @@ class Migration:
         stats.good += batch.good
         for reject in batch.rejects:
             self.report.write(reject.as_json())
-            if batch.table == "users" and isinstance(reject.id, int):
-                self.rejected_users[reject.id] = reject.reason
         self.progress.advance(batch.rows)
 
     # -- the run -------------------------------------------------------------------------
