@@ -430,7 +430,7 @@ def test_reader_limits_match_the_models():
     assert (source.NAME_MAX_LENGTH, source.CONTENT_MAX_LENGTH) == (NAME_MAX_LENGTH, CONTENT_MAX_LENGTH)
 
 
-def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dict]]:
+def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dict], int]:
     from app.sqlite_import import source
 
     db = source.open_source(path)
@@ -439,17 +439,20 @@ def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dic
     posts = list(source.read_posts(db, batch_size, ids))
     db.close()
     rejects = [reject.as_json() for batch in users + posts for reject in batch.rejects]
-    return (b"".join(b.lines for b in users), b"".join(b.lines for b in posts), rejects)
+    return (b"".join(b.tuples for b in users), b"".join(b.tuples for b in posts), rejects,
+            sum(b.good for b in posts))
 
 
 def test_batch_checks_agree_with_the_row_by_row_checks(tmp_path, monkeypatch):
     """The batch-at-a-time fast path gives exactly the lines and rejects of the slow path."""
-    ok = "2024-01-01 00:00:00"
+    def ok(i: int) -> str:  # plenty of instants, to check SQLite's and Python's arithmetic agree
+        return f"{1 + i * 37 % 9999:04d}-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:{i * 7 % 60:02d}"
+
     weird = ["plain", "tab\there", "back\\slash", "new\nline", "ünïcödé ✓", "😀" * 3,
              "a" * 200, "a" * 201, "é" * 200, "é" * 201, "", "nul\x00", "\r\x08\x0b\x0c"]
     users = [(i, weird[i % len(weird)] if i % 97 == 0 else f"user {i}",
-              ok if i % 89 else "2024-01-01T00:00:00.5+01:00") for i in range(1, 3001)]
-    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3), ok if i % 83 else "bad")
+              ok(i) if i % 89 else "2024-01-01T00:00:00.5+01:00") for i in range(1, 3001)]
+    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3), ok(i) if i % 83 else "bad")
              for i in range(1, 20001)]
     source = make_source(tmp_path / "app.db", users, posts, raw_posts=[
         "INSERT INTO posts VALUES (20001, CAST(x'c328' AS TEXT), 5, '2024-01-01 00:00:00')",
@@ -461,8 +464,7 @@ def test_batch_checks_agree_with_the_row_by_row_checks(tmp_path, monkeypatch):
     fast = read_everything(source, 1000)
     from app.sqlite_import import source as reader
 
-    monkeypatch.setattr(reader, "plain_lines", lambda *args: None)
+    monkeypatch.setattr(reader, "plain_tuples", lambda *args: None)
     slow = read_everything(source, 1000)
-    assert fast[0] == slow[0] and fast[1] == slow[1]
-    assert fast[2] == slow[2]
-    assert len(fast[2]) > 100 and fast[1].count(b"\n") > 15000  # both kinds, plenty of each
+    assert fast == slow
+    assert len(fast[2]) > 100 and fast[3] > 15000  # both kinds, plenty of each

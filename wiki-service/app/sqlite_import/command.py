@@ -20,7 +20,15 @@ from app.config import fail, get_settings
 from app.schema import SEARCH_INDEX, SECONDARY_INDEXES, upgrade_to_head
 from app.sqlite_import import load
 from app.sqlite_import.report import RejectReport
-from app.sqlite_import.source import TABLES, Batch, SourceError, open_source, reader_main
+from app.sqlite_import.source import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    TABLES,
+    Batch,
+    SourceError,
+    open_source,
+    reader_main,
+)
 
 DEFAULT_BATCH_SIZE = 10_000  # 50k rows per batch: same speed, the reader peaked at 93 MB instead of 34
 
@@ -209,10 +217,10 @@ class Migration:
 
     async def dry_run(self) -> None:
         async for batch in self.batches("users"):
-            batch.lines and self.stats["users"].checksum.update(batch.lines)
+            self.stats["users"].checksum.update(batch.tuples)
         self.pipe.send(("posts", {}))
         async for batch in self.batches("posts"):
-            batch.lines and self.stats["posts"].checksum.update(batch.lines)
+            self.stats["posts"].checksum.update(batch.tuples)
 
     async def fast_load(self, conn: Any) -> None:
         # An empty target has no conflicts: the reader may go on to the posts at once.
@@ -220,15 +228,17 @@ class Migration:
         for table in TABLES:
             stats = self.stats[table]
 
-            async def lines(table: str = table, stats: TableStats = stats):
+            async def stream(table: str = table, stats: TableStats = stats):
+                yield COPY_HEADER
                 async for batch in self.batches(table):
-                    if batch.lines:
-                        stats.checksum.update(batch.lines)
+                    if batch.tuples:
+                        stats.checksum.update(batch.tuples)
                         stats.inserted += batch.good
-                        yield batch.lines
+                        yield batch.tuples
+                yield COPY_TRAILER
 
-            await conn.copy_to_table(table, source=lines(), columns=load.COLUMNS[table],
-                                     format="text", freeze=True)
+            await conn.copy_to_table(table, source=stream(), columns=load.COLUMNS[table],
+                                     format="binary", freeze=True)
 
     async def staged_load(self, conn: Any) -> None:
         staging = load.Staging(conn)
@@ -237,13 +247,12 @@ class Migration:
             stats = self.stats[table]
             conflicting: dict[int, str] = {}
             async for batch in self.batches(table):
-                if not batch.lines:
+                if not batch.tuples:
                     continue
-                inserted, conflicts = await staging.load(table, batch.lines)
-                lines = batch.lines
+                inserted, conflicts = await staging.load(table, batch.tuples)
+                tuples = batch.tuples
                 if conflicts:
-                    ids = {row["id"] for row in conflicts}
-                    lines = load.drop_lines(lines, ids)
+                    tuples = load.drop_tuples(tuples, {row["id"] for row in conflicts})
                     for row in conflicts:
                         self.report.write({
                             "table": table, "id": row["id"],
@@ -255,7 +264,7 @@ class Migration:
                         if table == "users":
                             conflicting[row["id"]] = (
                                 "it conflicts with a different user already in PostgreSQL")
-                stats.checksum.update(lines)
+                stats.checksum.update(tuples)
                 stats.inserted += inserted
                 stats.already += batch.good - inserted - len(conflicts)
             if table == "users":
@@ -288,7 +297,7 @@ class Migration:
                       f"({stats.inserted} new, {stats.already} already there), "
                       f"{rejected} rejected, {conflicts} conflicts")
         mismatch = False
-        print("verification (rows that should have landed; sha256 of the id-ordered COPY lines):")
+        print("verification (rows that should have landed; sha256 of the id-ordered COPY binary tuples):")
         print(f"  {'table':<6} {'source rows':>11} {'target rows':>11}  {'source checksum':<16} "
               f"{'target checksum':<16} result")
         for table, stats in self.stats.items():

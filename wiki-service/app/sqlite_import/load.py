@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import time
 from typing import Any
 
 import asyncpg
 
 from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES
+from app.sqlite_import.source import COPY_HEADER, COPY_TRAILER
 
 SERVER_SETTINGS = {
     "application_name": "wiki-service migrate-sqlite",
@@ -139,14 +141,15 @@ class Staging:
             )
             await self.conn.execute(f"CREATE TEMP TABLE landed_{table} (id bigint PRIMARY KEY)")
 
-    async def load(self, table: str, lines: bytes) -> tuple[int, list[asyncpg.Record]]:
+    async def load(self, table: str, tuples: bytes) -> tuple[int, list[asyncpg.Record]]:
         """Insert the batch's new rows; return (inserted, conflicts). Conflicting rows stay as they are."""
         columns = COLUMNS[table]
         names = ", ".join(columns)
         differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in columns[1:])
         async with self.conn.transaction():
-            await self.conn.copy_to_table(f"stage_{table}", source=io.BytesIO(lines),
-                                          columns=columns, format="text")
+            await self.conn.copy_to_table(
+                f"stage_{table}", source=io.BytesIO(COPY_HEADER + tuples + COPY_TRAILER),
+                columns=columns, format="binary")
             status = await self.conn.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} "
                 f"ON CONFLICT (id) DO NOTHING"
@@ -181,29 +184,44 @@ async def set_sequences(conn: asyncpg.Connection) -> dict[str, int | None]:
 async def read_back(conn: asyncpg.Connection, table: str, whole_table: bool) -> tuple[int, str]:
     """(rows, checksum) of the migrated rows as PostgreSQL has them, in id order.
 
-    The checksum is SHA-256 over the COPY text lines ordered by id: the same bytes the reader
-    produced when every value arrived unaltered.
+    The checksum is SHA-256 over the COPY binary tuples ordered by id (the stream without its
+    header and trailer): the same bytes the reader produced when every value arrived unaltered.
     """
     names = ", ".join(f"t.{c}" for c in COLUMNS[table])
     join = "" if whole_table else f" JOIN landed_{table} l USING (id)"
     digest = hashlib.sha256()
-    rows = 0
+    skip = len(COPY_HEADER)
+    held = b""  # the last bytes seen, held back until we know they are not the trailer
 
     async def take(chunk: bytes) -> None:
-        nonlocal rows
-        digest.update(chunk)
-        rows += chunk.count(b"\n")
+        nonlocal skip, held
+        if skip:
+            chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+        chunk = held + chunk
+        digest.update(chunk[:-len(COPY_TRAILER)])
+        held = chunk[-len(COPY_TRAILER):]
 
-    await conn.copy_from_query(
-        f"SELECT {names} FROM {table} t{join} ORDER BY t.id", output=take, format="text"
+    status = await conn.copy_from_query(
+        f"SELECT {names} FROM {table} t{join} ORDER BY t.id", output=take, format="binary"
     )
-    return rows, digest.hexdigest()
+    assert held == COPY_TRAILER, held
+    return int(status.split()[-1]), digest.hexdigest()
 
 
-def drop_lines(lines: bytes, ids: set[int]) -> bytes:
-    """The batch without the lines of the given ids (conflicts do not count as landed)."""
-    kept = [line for line in lines.split(b"\n")[:-1] if int(line.split(b"\t", 1)[0]) not in ids]
-    return b"".join(line + b"\n" for line in kept)
+def drop_tuples(tuples: bytes, ids: set[int]) -> bytes:
+    """The batch without the tuples of the given ids (conflicts do not count as landed)."""
+    kept, offset = [], 0
+    while offset < len(tuples):
+        start = offset
+        (fields,) = struct.unpack_from(">h", tuples, offset)
+        offset += 2
+        row_id = struct.unpack_from(">q", tuples, offset + 4)[0]  # the first field: id
+        for _ in range(fields):
+            (length,) = struct.unpack_from(">i", tuples, offset)
+            offset += 4 + length
+        if row_id not in ids:
+            kept.append(tuples[start:offset])
+    return b"".join(kept)
 
 
 def record_values(record: Any, side: str, table: str) -> dict[str, Any]:
