@@ -229,6 +229,30 @@ def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, run_
     assert result.stdout.count(" match") == 2
 
 
+def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, run_cli, fresh_database):
+    """Posts read by two processes, range by range (sparse ids, dirty rows in many ranges),
+    land exactly as when one process reads them all."""
+    ok = "2024-01-01 00:00:00"
+    users = [(i, f"user {i}" if i % 501 else "", ok) for i in range(1, 3001)]
+    posts = [(i * 3 + i % 7, 1 + i % 3100, f"post {i}" if i % 997 else "", ok)
+             for i in range(1, 20001)]
+    source = make_source(tmp_path / "app.db", users, posts)
+    outcomes = []
+    for batch_size in ("100", "100000"):  # 2 readers over 600 ranges; 1 reader
+        url = fresh_database()
+        result = migrate(run_cli, url, source, "--batch-size", batch_size)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout.count(" match") == 2
+        summary = [line for line in result.stdout.splitlines() if line.startswith(("  users", "  posts"))]
+        outcomes.append((summary, sorted(rejects(source)),
+                         [tuple(row) for row in query(url, "SELECT * FROM posts ORDER BY id")]))
+    assert outcomes[0] == outcomes[1]
+    good_users = {user_id for user_id, name, _ in users if name}
+    landing = sorted(post_id for post_id, user_id, content, _ in posts if content and user_id in good_users)
+    assert [row[0] for row in outcomes[0][2]] == landing
+    assert len(outcomes[0][1]) == 3000 - len(good_users) + 20000 - len(landing)
+
+
 # -- reruns, conflicts, interruptions -------------------------------------------------------
 
 

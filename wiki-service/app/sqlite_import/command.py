@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,14 @@ from app.sqlite_import.source import (
     Batch,
     SourceError,
     open_source,
+    post_ranges,
     reader_main,
+    source_counts,
 )
 
+# Two: with COPY binary, PostgreSQL's side of the load needs less than one core, and one reader
+# could not keep it busy (measured: the parent waited 8 of the 12 s of COPY for batches).
+READERS = 2
 DEFAULT_BATCH_SIZE = 10_000  # 50k rows per batch: same speed, the reader peaked at 93 MB instead of 34
 
 
@@ -99,33 +105,53 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-class Reader:
-    """The child process that reads and checks the source, and the pipe to it.
+class Readers:
+    """The child processes that read and check the source, and their pipes.
 
-    spawn, not fork: the child imports only source.py, not the app this process loaded, so
-    the two do not both hold (and count) the same hundred megabytes. It starts first, so
-    that its start-up overlaps the connection check and the schema migration.
+    The first reads the users; then each reads its share of the posts' id ranges, and the
+    batches are taken range by range, in id order. spawn, not fork: a child imports only
+    source.py, not the app this process loaded, so they do not all hold (and count) the same
+    hundred megabytes. They start first, so that their start-up overlaps the connection check
+    and the schema migration.
     """
 
-    def __init__(self, source: str, batch_size: int) -> None:
+    def __init__(self, source: str, batch_size: int, count: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self.pipe, child = context.Pipe()
-        self.process = context.Process(target=reader_main, args=(source, batch_size, child),
-                                       daemon=True)
-        self.process.start()
-        child.close()
+        self.pipes: list[Any] = []
+        self.processes: list[Any] = []
+        for number in range(count):
+            pipe, child = context.Pipe()
+            process = context.Process(target=reader_main, daemon=True,
+                                      args=(source, batch_size, child, number == 0))
+            process.start()
+            child.close()
+            self.pipes.append(pipe)
+            self.processes.append(process)
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(5)
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(5)
+
+
+def plan(source: str, batch_size: int, readers: int) -> tuple[dict[str, int], list[list]]:
+    """Row counts of the source, and each reader's share of the posts (source.post_ranges)."""
+    db = open_source(source)
+    try:
+        counts = source_counts(db)
+        return counts, post_ranges(db, counts["posts"], batch_size, readers)
+    finally:
+        db.close()
 
 
 class Migration:
     def __init__(self, args: argparse.Namespace, dsn: str, report: RejectReport,
-                 reader: Reader) -> None:
+                 readers: Readers, planned: Future) -> None:
         self.args = args
-        self.pipe = reader.pipe
+        self.pipes = readers.pipes
+        self.planned = planned  # plan()'s result, computed in a thread meanwhile
         self.dsn = dsn
         self.report = report
         self.stats = {table: TableStats() for table in TABLES}
@@ -133,10 +159,10 @@ class Migration:
         self.fast = False
         self.timings: dict[str, float] = {}
 
-    # -- the reader process --------------------------------------------------------------
-    async def receive(self) -> Any:
+    # -- the reader processes ------------------------------------------------------------
+    async def receive(self, reader: int) -> Any:
         try:
-            message = await asyncio.get_running_loop().run_in_executor(None, self.pipe.recv)
+            message = await asyncio.get_running_loop().run_in_executor(None, self.pipes[reader].recv)
         except (EOFError, OSError):
             raise ImportFailed("the source reader stopped unexpectedly") from None
         if isinstance(message, tuple) and message[0] == "error":
@@ -144,21 +170,41 @@ class Migration:
         return message
 
     async def batches(self, table: str):
-        """The reader's batches for `table`, one received ahead while the caller works."""
-        self.progress.start(table, self.stats[table].source)
-        pending = asyncio.ensure_future(self.receive())
+        """The readers' batches for `table` in id order, one received ahead while the caller
+        works: the users from the first reader; the posts range by range, round the readers."""
+        counts, _ = await asyncio.wrap_future(self.planned)
+        self.stats[table].source = counts[table]
+        self.progress.start(table, counts[table])
+        active = list(range(len(self.pipes) if table == "posts" else 1))
+        current = 0
+        pending = asyncio.ensure_future(self.receive(current))
         try:
             while True:
                 message = await pending
-                if isinstance(message, tuple):  # ("done", table)
-                    return
-                pending = asyncio.ensure_future(self.receive())
+                if isinstance(message, tuple):  # ("range", lo) or ("done", table)
+                    if message[0] == "done":
+                        active.remove(current)
+                        if not active:
+                            return
+                    current = min((r for r in active if r > current), default=active[0])
+                    pending = asyncio.ensure_future(self.receive(current))
+                    continue
+                pending = asyncio.ensure_future(self.receive(current))
                 self.take(message)
                 yield message
         finally:
             if not pending.done():
                 pending.cancel()
             self.progress.finish()
+
+    async def start_posts(self, refused: dict[int, str]) -> None:
+        """Send each reader its posts message: the users the target refused, the users that
+        landed (the first reader read them) and its share of the posts."""
+        kind, landed = await self.receive(0)
+        assert kind == "landed", kind
+        _, ranges = await asyncio.wrap_future(self.planned)
+        for number, pipe in enumerate(self.pipes):
+            pipe.send(("posts", refused, landed if number else None, ranges[number]))
 
     def take(self, batch: Batch) -> None:
         stats = self.stats[batch.table]
@@ -170,9 +216,6 @@ class Migration:
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> None:
-        counts = await self.receive()
-        for table, count in counts[1].items():
-            self.stats[table].source = count
         if self.args.dry_run:
             await self.dry_run()
             return
@@ -218,13 +261,11 @@ class Migration:
     async def dry_run(self) -> None:
         async for batch in self.batches("users"):
             self.stats["users"].checksum.update(batch.tuples)
-        self.pipe.send(("posts", {}))
+        await self.start_posts({})
         async for batch in self.batches("posts"):
             self.stats["posts"].checksum.update(batch.tuples)
 
     async def fast_load(self, conn: Any) -> None:
-        # An empty target has no conflicts: the reader may go on to the posts at once.
-        self.pipe.send(("posts", {}))
         for table in TABLES:
             stats = self.stats[table]
 
@@ -239,6 +280,8 @@ class Migration:
 
             await conn.copy_to_table(table, source=stream(), columns=load.COLUMNS[table],
                                      format="binary", freeze=True)
+            if table == "users":  # an empty target refuses nobody
+                await self.start_posts({})
 
     async def staged_load(self, conn: Any) -> None:
         staging = load.Staging(conn)
@@ -268,7 +311,7 @@ class Migration:
                 stats.inserted += inserted
                 stats.already += batch.good - inserted - len(conflicts)
             if table == "users":
-                self.pipe.send(("posts", conflicting))
+                await self.start_posts(conflicting)
 
     async def verify(self, dsn: str) -> None:
         conn = await load.connect(dsn)
@@ -339,7 +382,8 @@ def run(args: argparse.Namespace) -> int:
         fail(str(error))
     url = get_settings().url
     where = _where(url)
-    reader = Reader(args.source, args.batch_size)
+    readers = Readers(args.source, args.batch_size, READERS)
+    planned = ThreadPoolExecutor(1).submit(plan, args.source, args.batch_size, READERS)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def probe() -> str:
@@ -366,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
         report = RejectReport(path)
     except OSError as error:
         fail(f"cannot write the reject report {path}: {error.strerror}")
-    migration = Migration(args, dsn, report, reader)
+    migration = Migration(args, dsn, report, readers, planned)
     try:
         asyncio.run(migration.run())
     except ImportFailed as error:
@@ -374,6 +418,6 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - e.g. the connection dropped mid-load
         fail(f"migrating into {where} failed: {_describe(error)}")
     finally:
-        reader.stop()
+        readers.stop()
         report.close()
     return migration.summary()

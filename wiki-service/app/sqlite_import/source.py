@@ -6,8 +6,8 @@ the tuples sent equals the checksum of the tuples read back when nothing was alt
 not text: PostgreSQL parses it in half the time, with no timestamp or escaping to parse.)
 A row that cannot be stored becomes a reject: its table, id, reasons and original values.
 
-The reading runs in a child process (`reader_main`) so that SQLite and the checks use one
-core while the parent drives COPY on the other.
+The reading runs in child processes (`reader_main`), so that SQLite and the checks use the
+cores PostgreSQL's COPY leaves free while the parent drives it.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ _USERS_QUERY = (
 _POSTS_QUERY = (
     f"SELECT id, user_id, content, CASE WHEN typeof(id) = 'integer' "
     f"AND typeof(user_id) = 'integer' AND typeof(content) = 'text' AND {_PLAIN_STAMP} "
-    f"FROM posts ORDER BY id"
+    f"FROM posts {{where}} ORDER BY id"
 )
 
 
@@ -339,10 +339,15 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
         yield Batch("users", b"".join(out), len(rows), len(out), rows[-1][0], rejects)
 
 
-def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds):
-    """Yield Batch objects for posts, in id order; a post lands only if its user landed."""
+def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
+               id_range: tuple[int, int] | None = None):
+    """Yield Batch objects for posts (those with lo <= id < hi, given a range), in id order;
+    a post lands only if its user landed."""
     cursor = db.cursor()
-    cursor.execute(_POSTS_QUERY)
+    if id_range is None:
+        cursor.execute(_POSTS_QUERY.format(where=""))
+    else:
+        cursor.execute(_POSTS_QUERY.format(where="WHERE id >= ? AND id < ?"), id_range)
     while rows := cursor.fetchmany(batch_size):
         try:
             landed = users.all_landed(list(map(itemgetter(1), rows)))
@@ -385,26 +390,52 @@ def source_counts(db: sqlite3.Connection) -> dict[str, int]:
     return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
 
 
-def reader_main(path: str, batch_size: int, pipe: Any) -> None:
-    """The child process: stream users, wait for the users the target refused, stream posts.
+def post_ranges(db: sqlite3.Connection, posts: int, batch_size: int, parts: int) -> list[list]:
+    """Id ranges [lo, hi) of about batch_size posts, dealt round-robin to `parts` readers.
 
-    Sends ("counts", {...}), then Batch objects and ("done", table) per table; receives
-    ("posts", {user_id: reason}) before the posts. Any failure is sent as ("error", text).
+    Only when posts.id is SQLite's rowid (INTEGER PRIMARY KEY: every id an integer, a range
+    a b-tree seek); otherwise, or for a small table, the first reader takes every post.
+    """
+    keys = [(row[1], row[2].upper()) for row in db.execute("PRAGMA table_info(posts)") if row[5]]
+    ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = 'posts'").fetchone()[0] or b""
+    low, high = db.execute("SELECT min(id), max(id) FROM posts").fetchone()
+    if (keys != [(b"id", b"INTEGER")] or b"WITHOUT ROWID" in ddl.upper() or type(low) is not int
+            or posts < 4 * batch_size or parts < 2):
+        return [[None]] + [[] for _ in range(parts - 1)]
+    width = max(batch_size, (high - low + 1) * batch_size // posts)
+    ranges = [(lo, min(lo + width, high + 1)) for lo in range(low, high + 1, width)]
+    return [ranges[part::parts] for part in range(parts)]
+
+
+def reader_main(path: str, batch_size: int, pipe: Any, reads_users: bool) -> None:
+    """A child process: stream the users (the first reader only), wait for the posts message,
+    stream its ranges of posts.
+
+    The users reader sends Batch objects, ("done", "users") and ("landed", UserIds). Every
+    reader then receives ("posts", {user_id: reason the target refused it}, UserIds or None,
+    [id ranges]) and sends, per range, Batch objects then ("range", lo); at the end ("done",
+    "posts"). Any failure is sent as ("error", text).
     """
     try:
         db = open_source(path)
-        pipe.send(("counts", source_counts(db)))
-        ids = UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
-        for batch in read_users(db, batch_size, ids):
-            pipe.send(batch)
-        pipe.send(("done", "users"))
+        ids = None
+        if reads_users:
+            ids = UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
+            for batch in read_users(db, batch_size, ids):
+                pipe.send(batch)
+            pipe.send(("done", "users"))
+            pipe.send(("landed", ids))
         message = pipe.recv()
         if message[0] != "posts":
             return
-        for user_id, reason in message[1].items():
+        _, refused, landed, ranges = message
+        ids = landed or ids
+        for user_id, reason in refused.items():
             ids.discard(user_id, reason)
-        for batch in read_posts(db, batch_size, ids):
-            pipe.send(batch)
+        for id_range in ranges:
+            for batch in read_posts(db, batch_size, ids, id_range):
+                pipe.send(batch)
+            pipe.send(("range", id_range and id_range[0]))
         pipe.send(("done", "posts"))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         pass
