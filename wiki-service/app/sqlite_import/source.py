@@ -206,7 +206,8 @@ class UserIds:
     def all_landed(self, user_ids: list[int]) -> bool:
         """True when every id is a landed user in the byte range (a batch-at-a-time check)."""
         flags = self.flags
-        return min(user_ids) >= 0 and max(user_ids) < len(flags) and all(map(flags.__getitem__, user_ids))
+        return (min(user_ids) >= 0 and max(user_ids) < len(flags)
+                and all(map(flags.__getitem__, user_ids)))
 
 
 @dataclass
@@ -312,18 +313,18 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
     cursor = db.cursor()
     cursor.execute(_USERS_QUERY)
     while rows := cursor.fetchmany(batch_size):
-        lines = plain_tuples(rows, 1, NAME_MAX_LENGTH)
-        if lines is not None:
+        tuples = plain_tuples(rows, 1, NAME_MAX_LENGTH)
+        if tuples is not None:
             ids.add_all(list(map(itemgetter(0), rows)))
-            yield Batch("users", lines, len(rows), len(rows), rows[-1][0])
+            yield Batch("users", tuples, len(rows), len(rows), rows[-1][0])
             continue
         out: list[bytes] = []
         rejects: list[Reject] = []
         for row in rows:  # the batch has a row that is not plain: find it, row by row
             user_id = row[0]
-            line = plain_tuples([row], 1, NAME_MAX_LENGTH)
-            if line is not None:
-                out.append(line)
+            one = plain_tuples([row], 1, NAME_MAX_LENGTH)
+            if one is not None:
+                out.append(one)
                 ids.add(user_id)
                 continue
             full = _full_row(db, "users", user_id)
@@ -353,17 +354,17 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
             landed = users.all_landed(list(map(itemgetter(1), rows)))
         except TypeError:  # a user_id that is not an integer
             landed = False
-        lines = plain_tuples(rows, 2, CONTENT_MAX_LENGTH) if landed else None
-        if lines is not None:
-            yield Batch("posts", lines, len(rows), len(rows), rows[-1][0])
+        tuples = plain_tuples(rows, 2, CONTENT_MAX_LENGTH) if landed else None
+        if tuples is not None:
+            yield Batch("posts", tuples, len(rows), len(rows), rows[-1][0])
             continue
         out: list[bytes] = []
         rejects: list[Reject] = []
         for row in rows:  # the batch has a row that is not plain: find it, row by row
             if type(row[1]) is int and row[1] in users:
-                line = plain_tuples([row], 2, CONTENT_MAX_LENGTH)
-                if line is not None:
-                    out.append(line)
+                one = plain_tuples([row], 2, CONTENT_MAX_LENGTH)
+                if one is not None:
+                    out.append(one)
                     continue
             full = _full_row(db, "posts", row[0])
             post_id, id_type, user_id, user_type, content, content_type, stamp, stamp_type = full
