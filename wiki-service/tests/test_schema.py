@@ -45,6 +45,16 @@ def test_upgrade_against_an_unreachable_database_is_one_line():
     assert "hunter2" not in result.stdout + result.stderr
 
 
+def test_build_indexes_against_an_unreachable_database_is_one_line():
+    result = run_cli("db", "build-indexes",
+                     env=service_env(DATABASE_URL="postgresql://u:hunter2@127.0.0.1:1/x"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: building the indexes of u@127.0.0.1:1/x failed")
+    assert "hunter2" not in result.stdout + result.stderr
+
+
 async def test_migrations_match_the_models(db_url):
     """Alembic's autogenerate finds nothing to add: models and migrations agree."""
     from alembic.autogenerate import compare_metadata
