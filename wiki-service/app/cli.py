@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.config import fail, get_settings
+from app.config import describe, fail, get_settings
 
 
 def _env_int(name: str, default: int) -> int:
@@ -23,18 +23,6 @@ def _env_int(name: str, default: int) -> int:
     if not value.isdigit():
         fail(f"invalid configuration: {name}: must be a whole number, got {value!r}")
     return int(value)
-
-
-def _describe(error: BaseException) -> str:
-    """A one-line reason for a connection failure, without any secret in it."""
-    cause = error.__cause__ or error
-    text = str(cause).splitlines()[0] if str(cause) else ""
-    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
-
-
-def _where() -> str:
-    url = get_settings().url
-    return f"{url.username}@{url.host}:{url.port or 5432}/{url.database}"
 
 
 def _configure_logging(level: str | None = None) -> None:
@@ -105,7 +93,7 @@ def cmd_check_db(_args: argparse.Namespace) -> None:
     try:
         version = asyncio.run(check())
     except Exception as error:  # noqa: BLE001 - any failure is one line here
-        fail(f"cannot connect to PostgreSQL at {_where()}: {_describe(error)}")
+        fail(f"cannot connect to PostgreSQL at {get_settings().where}: {describe(error)}")
     print(f"Connected to: {version}")
 
 
@@ -117,8 +105,8 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     try:
         head = upgrade_to_head()
     except Exception as error:  # noqa: BLE001
-        fail(f"migration of {_where()} failed: {_describe(error)}")
-    print(f"Database {_where()} is at revision {head} (head).")
+        fail(f"migration of {get_settings().where} failed: {describe(error)}")
+    print(f"Database {get_settings().where} is at revision {head} (head).")
 
 
 def cmd_db_current(_args: argparse.Namespace) -> None:
@@ -138,7 +126,7 @@ def cmd_db_current(_args: argparse.Namespace) -> None:
     try:
         revision = asyncio.run(current())
     except Exception as error:  # noqa: BLE001
-        fail(f"cannot read the schema revision of {_where()}: {_describe(error)}")
+        fail(f"cannot read the schema revision of {get_settings().where}: {describe(error)}")
     print(f"current: {revision or 'none'}  head: {head_revision()}")
     if revision != head_revision():
         raise SystemExit(3)
@@ -150,7 +138,7 @@ def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
 
     from app.schema import build_missing_indexes
 
-    dsn = get_settings().url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = get_settings().asyncpg_dsn
 
     async def build() -> list[str]:
         conn = await asyncpg.connect(dsn, timeout=10, server_settings={"statement_timeout": "0"})
@@ -159,12 +147,12 @@ def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
         finally:
             await conn.close()
 
-    print(f"building the missing secondary indexes of {_where()} (reads and writes go on)", flush=True)
+    print(f"building the missing secondary indexes of {get_settings().where} (reads and writes go on)", flush=True)
     started = time.monotonic()
     try:
         built = asyncio.run(build())
     except Exception as error:  # noqa: BLE001
-        fail(f"building the indexes of {_where()} failed: {_describe(error)}")
+        fail(f"building the indexes of {get_settings().where} failed: {describe(error)}")
     print(f"built {', '.join(built)} in {time.monotonic() - started:.1f} s" if built
           else "every secondary index is present and valid")
 
@@ -183,7 +171,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     try:
         server.start()
     except Exception as error:  # noqa: BLE001
-        fail(f"could not start the embedded PostgreSQL: {_describe(error)}")
+        fail(f"could not start the embedded PostgreSQL: {describe(error)}")
     try:
         _create_database(server.url(), args.db_name)
         url = make_url(server.url(args.db_name)).set(drivername="postgresql+asyncpg")

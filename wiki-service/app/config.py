@@ -65,6 +65,17 @@ class Settings(BaseSettings):
         return (password,) if password and password != "postgres" else ()
 
     @property
+    def where(self) -> str:
+        """user@host:port/database: names the target in messages, never with the password."""
+        url = self.url
+        return f"{url.username}@{url.host}:{url.port or 5432}/{url.database}"
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The URL for asyncpg.connect, password included: never print it."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @property
     def url(self) -> URL:
         """The SQLAlchemy URL; its str() hides the password."""
         if self.database_url is not None:
@@ -105,6 +116,13 @@ def get_settings() -> Settings:
     except OSError as error:
         raise SystemExit(f"invalid configuration: DB_PASSWORD_FILE: {error.strerror}") from None
     return settings
+
+
+def describe(error: BaseException) -> str:
+    """A one-line reason for a failure (its cause, when it wraps one), without any secret."""
+    cause = error.__cause__ or error
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import fail, get_settings
+from app.config import describe, fail, get_settings
 from app.schema import SEARCH_INDEX, SECONDARY_INDEXES, upgrade_to_head
 from app.sqlite_import import load
 from app.sqlite_import.report import RejectReport
@@ -94,15 +94,6 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def _where(url: Any) -> str:
-    return f"{url.username}@{url.host}:{url.port or 5432}/{url.database}"
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class Readers:
@@ -380,11 +371,11 @@ def run(args: argparse.Namespace) -> int:
         open_source(args.source).close()
     except SourceError as error:
         fail(str(error))
-    url = get_settings().url
-    where = _where(url)
+    settings = get_settings()
+    where = settings.where
     readers = Readers(args.source, args.batch_size, READERS)
     planned = ThreadPoolExecutor(1).submit(plan, args.source, args.batch_size, READERS)
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = settings.asyncpg_dsn
 
     async def probe() -> str:
         conn = await load.connect(dsn)
@@ -396,14 +387,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoding = asyncio.run(probe())
     except Exception as error:  # noqa: BLE001 - any failure to connect is one line
-        fail(f"cannot connect to PostgreSQL at {where}: {_describe(error)}")
+        fail(f"cannot connect to PostgreSQL at {where}: {describe(error)}")
     if encoding != "UTF8":
         fail(f"the database {where} has encoding {encoding}; it must be UTF8")
     if not args.dry_run:
         try:
             upgrade_to_head()
         except Exception as error:  # noqa: BLE001
-            fail(f"migration of the schema of {where} failed: {_describe(error)}")
+            fail(f"migration of the schema of {where} failed: {describe(error)}")
 
     path = Path(args.reject_report or f"{args.source}.rejects.jsonl")
     try:
@@ -416,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportFailed as error:
         fail(f"{error} (target {where})")
     except Exception as error:  # noqa: BLE001 - e.g. the connection dropped mid-load
-        fail(f"migrating into {where} failed: {_describe(error)}")
+        fail(f"migrating into {where} failed: {describe(error)}")
     finally:
         readers.stop()
         report.close()
