@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES
+from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES, index_is_valid
 from app.sqlite_import.source import COPY_HEADER, COPY_TRAILER
 
 SERVER_SETTINGS = {
@@ -52,11 +52,7 @@ async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
 
 async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
     """Which of the two secondary indexes and the foreign key are absent (or invalid)."""
-    present = {row["indexname"] for row in await conn.fetch(
-        "SELECT c.relname AS indexname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE i.indrelid = 'posts'::regclass AND i.indisvalid"
-    )}
-    missing = [name for name in SECONDARY_INDEXES if name not in present]
+    missing = [name for name in SECONDARY_INDEXES if not await index_is_valid(conn, name)]
     has_key = await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE conrelid = 'posts'::regclass AND conname = $1",
         FOREIGN_KEY,
