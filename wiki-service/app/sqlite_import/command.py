@@ -46,7 +46,6 @@ class ImportFailed(Exception):
 @dataclass
 class TableStats:
     source: int = 0  # rows in the SQLite table
-    read: int = 0
     good: int = 0  # rows that can land (checked)
     inserted: int = 0
     already: int = 0  # identical rows that were already in PostgreSQL
@@ -199,7 +198,6 @@ class Migration:
 
     def take(self, batch: Batch) -> None:
         stats = self.stats[batch.table]
-        stats.read += batch.rows
         stats.good += batch.good
         for reject in batch.rejects:
             self.report.write(reject.as_json())

@@ -218,7 +218,6 @@ class Batch:
     tuples: bytes
     rows: int  # rows read from the source in this batch (landing + rejected)
     good: int  # tuples in `tuples`
-    last_id: Any
     rejects: list[Reject] = field(default_factory=list)
 
 
@@ -316,7 +315,7 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
         tuples = plain_tuples(rows, 1, NAME_MAX_LENGTH)
         if tuples is not None:
             ids.add_all(list(map(itemgetter(0), rows)))
-            yield Batch("users", tuples, len(rows), len(rows), rows[-1][0])
+            yield Batch("users", tuples, len(rows), len(rows))
             continue
         out: list[bytes] = []
         rejects: list[Reject] = []
@@ -337,7 +336,7 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
             when = convert_timestamp(full[4], full[5])
             out.append(_user_tuples([(user_id, full[2], when)]))
             ids.add(user_id)
-        yield Batch("users", b"".join(out), len(rows), len(out), rows[-1][0], rejects)
+        yield Batch("users", b"".join(out), len(rows), len(out), rejects)
 
 
 def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
@@ -356,7 +355,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
             landed = False
         tuples = plain_tuples(rows, 2, CONTENT_MAX_LENGTH) if landed else None
         if tuples is not None:
-            yield Batch("posts", tuples, len(rows), len(rows), rows[-1][0])
+            yield Batch("posts", tuples, len(rows), len(rows))
             continue
         out: list[bytes] = []
         rejects: list[Reject] = []
@@ -384,7 +383,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
                 rejects.append(_reject("posts", full, reasons))
                 continue
             out.append(_post_tuples([(post_id, user_id, content, when)]))
-        yield Batch("posts", b"".join(out), len(rows), len(out), rows[-1][0], rejects)
+        yield Batch("posts", b"".join(out), len(rows), len(out), rejects)
 
 
 def source_counts(db: sqlite3.Connection) -> dict[str, int]:
