@@ -162,4 +162,4 @@ def test_image_build_context_installs(tmp_path):
     assert any(n.startswith("app/migrations/versions/") and n.endswith(".py") for n in names)
     assert not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "wiki-service = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "wiki-service = app.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
