@@ -27,10 +27,10 @@ from app.sqlite_import.source import (
     TABLES,
     Batch,
     SourceError,
+    count_rows,
+    id_ranges,
     open_source,
-    post_ranges,
     reader_main,
-    source_counts,
 )
 
 # Two: with COPY binary, PostgreSQL's side of the load needs less than one core, and one reader
@@ -98,11 +98,10 @@ class Progress:
 class Readers:
     """The child processes that read and check the source, and their pipes.
 
-    The first reads the users; then each reads its share of the posts' id ranges, and the
-    batches are taken range by range, in id order. spawn, not fork: a child imports only
-    source.py, not the app this process loaded, so they do not all hold (and count) the same
-    hundred megabytes. They start first, so that their start-up overlaps the connection check
-    and the schema migration.
+    Each reads its share of the id ranges of users, then of posts; the batches are taken range
+    by range, in id order. spawn, not fork: a child imports only source.py, not the app this
+    process loaded, so they do not all hold (and count) the same hundred megabytes. They start
+    first, so that their start-up overlaps the connection check and the schema migration.
     """
 
     def __init__(self, source: str, batch_size: int, count: int) -> None:
@@ -112,7 +111,7 @@ class Readers:
         for number in range(count):
             pipe, child = context.Pipe()
             process = context.Process(target=reader_main, daemon=True,
-                                      args=(source, batch_size, child, number == 0))
+                                      args=(source, batch_size, child))
             process.start()
             child.close()
             self.pipes.append(pipe)
@@ -126,12 +125,16 @@ class Readers:
             process.join(5)
 
 
-def plan(source: str, batch_size: int, readers: int) -> tuple[dict[str, int], list[list]]:
-    """Row counts of the source, and each reader's share of the posts (source.post_ranges)."""
+def plan(source: str, batch_size: int, pipes: list[Any]) -> tuple[dict[str, int], list[list]]:
+    """Count the rows of the source, send each reader its share of the users (source.id_ranges);
+    return the counts and each reader's share of the posts."""
     db = open_source(source)
     try:
-        counts = source_counts(db)
-        return counts, post_ranges(db, counts["posts"], batch_size, readers)
+        users = count_rows(db, "users")
+        for pipe, ranges in zip(pipes, id_ranges(db, "users", users, batch_size, len(pipes))):
+            pipe.send(("users", ranges))  # before counting the posts: the readers are waiting
+        posts = count_rows(db, "posts")
+        return {"users": users, "posts": posts}, id_ranges(db, "posts", posts, batch_size, len(pipes))
     finally:
         db.close()
 
@@ -160,12 +163,12 @@ class Migration:
         return message
 
     async def batches(self, table: str):
-        """The readers' batches for `table` in id order, one received ahead while the caller
-        works: the users from the first reader; the posts range by range, round the readers."""
+        """The readers' batches for `table` in id order, range by range round the readers, one
+        received ahead while the caller works."""
         counts, _ = await asyncio.wrap_future(self.planned)
         self.stats[table].source = counts[table]
         self.progress.start(table, counts[table])
-        active = list(range(len(self.pipes) if table == "posts" else 1))
+        active = list(range(len(self.pipes)))
         current = 0
         pending = asyncio.ensure_future(self.receive(current))
         try:
@@ -189,12 +192,16 @@ class Migration:
 
     async def start_posts(self, refused: dict[int, str]) -> None:
         """Send each reader its posts message: the users the target refused, the users that
-        landed (the first reader read them) and its share of the posts."""
-        kind, landed = await self.receive(0)
-        assert kind == "landed", kind
+        landed in the other readers' ranges, and its share of the posts."""
+        landed = []
+        for number in range(len(self.pipes)):
+            kind, ids = await self.receive(number)
+            assert kind == "landed", kind
+            landed.append(ids)
         _, ranges = await asyncio.wrap_future(self.planned)
         for number, pipe in enumerate(self.pipes):
-            pipe.send(("posts", refused, landed if number else None, ranges[number]))
+            others = landed[:number] + landed[number + 1:]
+            pipe.send(("posts", refused, others, ranges[number]))
 
     def take(self, batch: Batch) -> None:
         stats = self.stats[batch.table]
@@ -372,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     where = settings.where
     readers = Readers(args.source, args.batch_size, READERS)
-    planned = ThreadPoolExecutor(1).submit(plan, args.source, args.batch_size, READERS)
+    planned = ThreadPoolExecutor(1).submit(plan, args.source, args.batch_size, readers.pipes)
     dsn = settings.asyncpg_dsn
 
     async def probe() -> str:

@@ -198,6 +198,17 @@ class UserIds:
         self.members.discard(user_id)
         self.rejected[user_id] = reason
 
+    def update(self, other: UserIds) -> None:
+        """Add the users another reader found landed (from id ranges disjoint from ours)."""
+        flags, theirs, step = self.flags, other.flags, 1 << 20
+        assert len(flags) == len(theirs)
+        for start in range(0, len(flags), step):  # a flag is 0 or 1: OR them, a chunk at a time
+            chunk = slice(start, start + step)
+            merged = int.from_bytes(flags[chunk], "little") | int.from_bytes(theirs[chunk], "little")
+            flags[chunk] = merged.to_bytes(len(flags[chunk]), "little")
+        self.members |= other.members
+        self.rejected.update(other.rejected)
+
     def __contains__(self, user_id: int) -> bool:
         if 0 <= user_id < len(self.flags):
             return self.flags[user_id] == 1
@@ -232,7 +243,7 @@ _PLAIN_STAMP = (
 )
 _USERS_QUERY = (
     f"SELECT id, name, CASE WHEN typeof(id) = 'integer' AND typeof(name) = 'text' "
-    f"AND {_PLAIN_STAMP} FROM users ORDER BY id"
+    f"AND {_PLAIN_STAMP} FROM users {{where}} ORDER BY id"
 )
 _POSTS_QUERY = (
     f"SELECT id, user_id, content, CASE WHEN typeof(id) = 'integer' "
@@ -307,10 +318,18 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
-def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds):
-    """Yield Batch objects for users, in id order; fills `ids` with the users that can land."""
+def _select(db: sqlite3.Connection, query: str, id_range: tuple[int, int] | None) -> sqlite3.Cursor:
     cursor = db.cursor()
-    cursor.execute(_USERS_QUERY)
+    if id_range is None:
+        return cursor.execute(query.format(where=""))
+    return cursor.execute(query.format(where="WHERE id >= ? AND id < ?"), id_range)
+
+
+def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds,
+               id_range: tuple[int, int] | None = None):
+    """Yield Batch objects for users (those with lo <= id < hi, given a range), in id order;
+    fills `ids` with the users that can land."""
+    cursor = _select(db, _USERS_QUERY, id_range)
     while rows := cursor.fetchmany(batch_size):
         tuples = plain_tuples(rows, 1, NAME_MAX_LENGTH)
         if tuples is not None:
@@ -343,11 +362,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
                id_range: tuple[int, int] | None = None):
     """Yield Batch objects for posts (those with lo <= id < hi, given a range), in id order;
     a post lands only if its user landed."""
-    cursor = db.cursor()
-    if id_range is None:
-        cursor.execute(_POSTS_QUERY.format(where=""))
-    else:
-        cursor.execute(_POSTS_QUERY.format(where="WHERE id >= ? AND id < ?"), id_range)
+    cursor = _select(db, _POSTS_QUERY, id_range)
     while rows := cursor.fetchmany(batch_size):
         try:
             landed = users.all_landed(list(map(itemgetter(1), rows)))
@@ -386,56 +401,62 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
         yield Batch("posts", b"".join(out), len(rows), len(out), rejects)
 
 
-def source_counts(db: sqlite3.Connection) -> dict[str, int]:
-    return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
+def count_rows(db: sqlite3.Connection, table: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def post_ranges(db: sqlite3.Connection, posts: int, batch_size: int, parts: int) -> list[list]:
-    """Id ranges [lo, hi) of about batch_size posts, dealt round-robin to `parts` readers.
+def id_ranges(db: sqlite3.Connection, table: str, rows: int, batch_size: int,
+              parts: int) -> list[list]:
+    """Id ranges [lo, hi) of about batch_size rows of `table`, dealt round-robin to `parts`
+    readers.
 
-    Only when posts.id is SQLite's rowid (INTEGER PRIMARY KEY: every id an integer, a range
-    a b-tree seek); otherwise, or for a small table, the first reader takes every post.
+    Only when the id is SQLite's rowid (INTEGER PRIMARY KEY: every id an integer, a range a
+    b-tree seek); otherwise, or for a small table, the first reader takes every row.
     """
-    keys = [(row[1], row[2].upper()) for row in db.execute("PRAGMA table_info(posts)") if row[5]]
-    ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = 'posts'").fetchone()[0] or b""
-    low, high = db.execute("SELECT min(id), max(id) FROM posts").fetchone()
+    keys = [(row[1], row[2].upper()) for row in db.execute(f"PRAGMA table_info({table})") if row[5]]
+    ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or b""
+    low, high = db.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()
     if (keys != [(b"id", b"INTEGER")] or b"WITHOUT ROWID" in ddl.upper() or type(low) is not int
-            or posts < 4 * batch_size or parts < 2):
+            or rows < 4 * batch_size or parts < 2):
         return [[None]] + [[] for _ in range(parts - 1)]
-    width = max(batch_size, (high - low + 1) * batch_size // posts)
+    width = max(batch_size, (high - low + 1) * batch_size // rows)
     ranges = [(lo, min(lo + width, high + 1)) for lo in range(low, high + 1, width)]
     return [ranges[part::parts] for part in range(parts)]
 
 
-def reader_main(path: str, batch_size: int, pipe: Any, reads_users: bool) -> None:
-    """A child process: stream the users (the first reader only), wait for the posts message,
-    stream its ranges of posts.
+def _send_ranges(pipe: Any, read: Any, ranges: list) -> None:
+    """Each range's batches, then ("range", lo): the parent then turns to the next reader."""
+    for id_range in ranges:
+        for batch in read(id_range):
+            pipe.send(batch)
+        pipe.send(("range", id_range and id_range[0]))
 
-    The users reader sends Batch objects, ("done", "users") and ("landed", UserIds). Every
-    reader then receives ("posts", {user_id: reason the target refused it}, UserIds or None,
-    [id ranges]) and sends, per range, Batch objects then ("range", lo); at the end ("done",
-    "posts"). Any failure is sent as ("error", text).
+
+def reader_main(path: str, batch_size: int, pipe: Any) -> None:
+    """A child process: read its share of the users, then of the posts.
+
+    Receives ("users", [id ranges]) and sends, per range, Batch objects then ("range", lo);
+    then ("done", "users") and ("landed", UserIds of its users). Receives ("posts", {user_id:
+    reason the target refused it}, [the other readers' UserIds], [id ranges]) and sends the
+    posts the same way, then ("done", "posts"). Any failure is sent as ("error", text).
     """
     try:
         db = open_source(path)
-        ids = None
-        if reads_users:
-            ids = UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
-            for batch in read_users(db, batch_size, ids):
-                pipe.send(batch)
-            pipe.send(("done", "users"))
-            pipe.send(("landed", ids))
-        message = pipe.recv()
-        if message[0] != "posts":
+        kind, ranges = pipe.recv()
+        if kind != "users":
             return
-        _, refused, landed, ranges = message
-        ids = landed or ids
+        ids = UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
+        _send_ranges(pipe, lambda id_range: read_users(db, batch_size, ids, id_range), ranges)
+        pipe.send(("done", "users"))
+        pipe.send(("landed", ids))
+        kind, refused, others, ranges = pipe.recv()
+        if kind != "posts":
+            return
+        for other in others:
+            ids.update(other)
         for user_id, reason in refused.items():
             ids.discard(user_id, reason)
-        for id_range in ranges:
-            for batch in read_posts(db, batch_size, ids, id_range):
-                pipe.send(batch)
-            pipe.send(("range", id_range and id_range[0]))
+        _send_ranges(pipe, lambda id_range: read_posts(db, batch_size, ids, id_range), ranges)
         pipe.send(("done", "posts"))
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         pass
