@@ -477,14 +477,25 @@ def test_batch_checks_agree_with_the_row_by_row_checks(tmp_path, monkeypatch):
              "a" * 200, "a" * 201, "é" * 200, "é" * 201, "", "nul\x00", "\r\x08\x0b\x0c"]
     users = [(i, weird[i % len(weird)] if i % 97 == 0 else f"user {i}",
               ok(i) if i % 89 else "2024-01-01T00:00:00.5+01:00") for i in range(1, 3001)]
-    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3), ok(i) if i % 83 else "bad")
-             for i in range(1, 20001)]
+    # Texts SQLite's date functions take but normalise, or that are not the canonical form.
+    edges = ["bad", "0000-01-01 00:00:00", "0001-01-01 00:00:00", "9999-12-31 23:59:59",
+             "2023-02-29 00:00:00", "2024-02-29 12:00:00", "2023-04-31 00:00:00",
+             "2023-01-01 24:00:00", "2023-13-01 00:00:00", "2023-00-10 00:00:00",
+             "2023-01-00 00:00:00", "2023-01-01 00:60:00", "2023-01-01 00:00:60",
+             "2024-01-01 00:00:00Z", "2024-01-01 00:00:00.000", " 2024-01-01 00:00:00",
+             "2024-01-01  00:00:00", "2024-1-01 00:00:00", "2460000.5", "now"]
+    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3),
+              ok(i) if i % 83 else edges[i // 83 % len(edges)]) for i in range(1, 20001)]
     source = make_source(tmp_path / "app.db", users, posts, raw_posts=[
         "INSERT INTO posts VALUES (20001, CAST(x'c328' AS TEXT), 5, '2024-01-01 00:00:00')",
         "INSERT INTO posts VALUES (20002, 'real user id', 5.0, '2024-01-01 00:00:00')",
         "INSERT INTO posts VALUES (20003, 'text user id', '5', '2024-01-01 00:00:00')",
         "INSERT INTO posts VALUES (20004, 'negative user', -3, '2024-01-01 00:00:00')",
         "INSERT INTO posts VALUES (20005, printf('%.*c', 100001, 'c'), 5, '2024-01-01 00:00:00')",
+        "INSERT INTO posts VALUES (20006, 'integer time', 5, 1700000000)",
+        "INSERT INTO posts VALUES (20007, 'real time', 5, 2460000.5)",
+        "INSERT INTO posts VALUES (20008, 'blob time', 5, CAST('2024-01-01 00:00:00' AS BLOB))",
+        "INSERT INTO posts VALUES (20009, CAST('blob content' AS BLOB), 5, '2024-01-01 00:00:00')",
     ])
     fast = read_everything(source, 1000)
     from app.sqlite_import import source as reader

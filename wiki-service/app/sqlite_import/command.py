@@ -22,6 +22,7 @@ from app.schema import SEARCH_INDEX, SECONDARY_INDEXES, upgrade_to_head
 from app.sqlite_import import load
 from app.sqlite_import.report import RejectReport
 from app.sqlite_import.source import (
+    COPY_COLUMNS,
     COPY_HEADER,
     COPY_TRAILER,
     TABLES,
@@ -274,7 +275,7 @@ class Migration:
                         yield batch.tuples
                 yield COPY_TRAILER
 
-            await conn.copy_to_table(table, source=stream(), columns=load.COLUMNS[table],
+            await conn.copy_to_table(table, source=stream(), columns=COPY_COLUMNS[table],
                                      format="binary", freeze=True)
             if table == "users":  # an empty target refuses nobody
                 await self.start_posts({})

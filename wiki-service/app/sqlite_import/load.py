@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES, index_is_valid
-from app.sqlite_import.source import COPY_HEADER, COPY_TRAILER
+from app.sqlite_import.source import COPY_COLUMNS, COPY_HEADER, COPY_TRAILER
 
 SERVER_SETTINGS = {
     "application_name": "wiki-service migrate-sqlite",
@@ -42,8 +42,6 @@ FOREIGN_KEY_DDL = (
     "ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id)"
 )
 PRIMARY_KEYS = {"users": "users_pkey", "posts": "posts_pkey"}
-COLUMNS = {"users": ("id", "name", "created_time"),
-           "posts": ("id", "user_id", "content", "created_time")}
 
 
 async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
@@ -130,7 +128,7 @@ class Staging:
         self.conn = conn
 
     async def create(self) -> None:
-        for table in COLUMNS:
+        for table in COPY_COLUMNS:
             await self.conn.execute(
                 f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
                 f"ON COMMIT DELETE ROWS"
@@ -139,7 +137,7 @@ class Staging:
 
     async def load(self, table: str, tuples: bytes) -> tuple[int, list[asyncpg.Record]]:
         """Insert the batch's new rows; return (inserted, conflicts). Conflicting rows stay as they are."""
-        columns = COLUMNS[table]
+        columns = COPY_COLUMNS[table]
         names = ", ".join(columns)
         differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in columns[1:])
         async with self.conn.transaction():
@@ -166,7 +164,7 @@ class Staging:
 async def set_sequences(conn: asyncpg.Connection) -> dict[str, int | None]:
     """Move each identity sequence past the highest id, so the API's next row does not collide."""
     result: dict[str, int | None] = {}
-    for table in COLUMNS:
+    for table in COPY_COLUMNS:
         sequence = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
         highest = await conn.fetchval(f"SELECT max(id) FROM {table}")
         last_value, is_called = await conn.fetchrow(f"SELECT last_value, is_called FROM {sequence}")
@@ -183,7 +181,7 @@ async def read_back(conn: asyncpg.Connection, table: str, whole_table: bool) -> 
     The checksum is SHA-256 over the COPY binary tuples ordered by id (the stream without its
     header and trailer): the same bytes the reader produced when every value arrived unaltered.
     """
-    names = ", ".join(f"t.{c}" for c in COLUMNS[table])
+    names = ", ".join(f"t.{c}" for c in COPY_COLUMNS[table])
     join = "" if whole_table else f" JOIN landed_{table} l USING (id)"
     digest = hashlib.sha256()
     skip = len(COPY_HEADER)
@@ -221,4 +219,4 @@ def drop_tuples(tuples: bytes, ids: set[int]) -> bytes:
 
 
 def record_values(record: Any, side: str, table: str) -> dict[str, Any]:
-    return {c: record[f"{side}_{c}"] for c in COLUMNS[table][1:]}
+    return {c: record[f"{side}_{c}"] for c in COPY_COLUMNS[table][1:]}

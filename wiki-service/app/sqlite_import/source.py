@@ -32,12 +32,17 @@ TABLES = {
 }
 
 # COPY binary format: a header, then per row a field count and each field as its length and
-# bytes (integers and timestamps 8 bytes big-endian), then a trailer.
+# bytes (integers and timestamps 8 bytes big-endian), then a trailer. created_time is
+# microseconds since 2000-01-01 00:00 UTC.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 COPY_TRAILER = b"\xff\xff"
-_USER_HEAD = struct.Struct(">hiqi")  # 3 fields; id; name's length
-_POST_HEAD = struct.Struct(">hiqiqi")  # 4 fields; id; user_id; content's length
-_STAMP = struct.Struct(">iq")  # created_time: microseconds since 2000-01-01 00:00 UTC
+# The columns of a tuple, the text last, so that everything before it packs in one call.
+COPY_COLUMNS = {
+    "users": ("id", "created_time", "name"),
+    "posts": ("id", "user_id", "created_time", "content"),
+}
+_USER_HEAD = struct.Struct(">hiqiqi")  # 3 fields; id; created_time; name's length
+_POST_HEAD = struct.Struct(">hiqiqiqi")  # 4 fields; id; user_id; created_time; content's length
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 _FRACTION = re.compile(r"[.,](\d+)")
 
@@ -232,22 +237,23 @@ class Batch:
     rejects: list[Reject] = field(default_factory=list)
 
 
-# SQLite itself vouches for the common case: storage classes right, and the timestamp in the
-# canonical 'YYYY-MM-DD HH:MM:SS' form of a real date (julianday() normalises Feb 30 away),
-# which it turns into microseconds since 2000 (julianday() counts whole milliseconds, so the
-# rounding to a second is exact). The timestamp comes back NULL for any other row, which
-# sends it down the slow path.
+# SQLite itself vouches for the common case: the text stored as text, and the timestamp in
+# the canonical 'YYYY-MM-DD HH:MM:SS' form of a real date from year 1 on (the round trip
+# through julianday() turns Feb 30 or 24:00 into another text; `+` compares as text, with no
+# numeric affinity), which it turns into microseconds since 2000 (julianday() counts whole
+# milliseconds, so the rounding to a second is exact). The timestamp comes back NULL for any
+# other row, which sends it down the slow path. An id or user_id that is not an integer
+# fails to pack there.
 _PLAIN_STAMP = (
-    "created_time = datetime(julianday(created_time)) THEN "
+    "+created_time = datetime(julianday(created_time)) AND +created_time >= '0001' THEN "
     "CAST(round((julianday(created_time) - 2451544.5) * 86400) AS INTEGER) * 1000000 END"
 )
 _USERS_QUERY = (
-    f"SELECT id, name, CASE WHEN typeof(id) = 'integer' AND typeof(name) = 'text' "
-    f"AND {_PLAIN_STAMP} FROM users {{where}} ORDER BY id"
+    f"SELECT id, CASE WHEN typeof(name) = 'text' AND {_PLAIN_STAMP}, name "
+    f"FROM users {{where}} ORDER BY id"
 )
 _POSTS_QUERY = (
-    f"SELECT id, user_id, content, CASE WHEN typeof(id) = 'integer' "
-    f"AND typeof(user_id) = 'integer' AND typeof(content) = 'text' AND {_PLAIN_STAMP} "
+    f"SELECT id, user_id, CASE WHEN typeof(content) = 'text' AND {_PLAIN_STAMP}, content "
     f"FROM posts {{where}} ORDER BY id"
 )
 
@@ -269,43 +275,46 @@ def _user_reasons(row: tuple) -> list[str]:
 
 
 def _user_tuples(rows: list[tuple]) -> bytes:
-    """COPY binary tuples of (id, name, microseconds) rows."""
-    head, stamp, out = _USER_HEAD.pack, _STAMP.pack, []
+    """COPY binary tuples of (id, microseconds, name) rows."""
+    head, out = _USER_HEAD.pack, []
     append = out.append
-    for user_id, name, micros in rows:  # one join at the end: cheaper than concatenating
-        append(head(3, 8, user_id, len(name)))
+    for user_id, micros, name in rows:  # one join at the end: cheaper than concatenating
+        append(head(3, 8, user_id, 8, micros, len(name)))
         append(name)
-        append(stamp(8, micros))
     return b"".join(out)
 
 
 def _post_tuples(rows: list[tuple]) -> bytes:
-    """COPY binary tuples of (id, user_id, content, microseconds) rows."""
-    head, stamp, out = _POST_HEAD.pack, _STAMP.pack, []
+    """COPY binary tuples of (id, user_id, microseconds, content) rows."""
+    head, out = _POST_HEAD.pack, []
     append = out.append
-    for post_id, user_id, content, micros in rows:
-        append(head(4, 8, post_id, 8, user_id, len(content)))
+    for post_id, user_id, micros, content in rows:
+        append(head(4, 8, post_id, 8, user_id, 8, micros, len(content)))
         append(content)
-        append(stamp(8, micros))
     return b"".join(out)
 
 
-def plain_tuples(rows: list[tuple], text_at: int, limit: int) -> bytes | None:
+_TUPLES = {"users": (_user_tuples, NAME_MAX_LENGTH), "posts": (_post_tuples, CONTENT_MAX_LENGTH)}
+
+
+def plain_tuples(rows: list[tuple], table: str) -> bytes | None:
     """The COPY tuples of a batch in which every row is plainly storable, or None.
 
-    The checks run a batch at a time, in C. Joined with a space, the texts are valid UTF-8 only
-    if each one is (a cut sequence meets the ASCII space); a text of 1..limit bytes has
-    1..limit characters. A NULL or a number where text or the timestamp belongs is a TypeError
-    or a struct.error.
+    The checks run a batch at a time, in C. Joined with a space, the texts (the last column)
+    are valid UTF-8 only if each one is (a cut sequence meets the ASCII space); a text of
+    1..limit bytes has 1..limit characters. A NULL or a number where text, an id or the
+    timestamp belongs is a TypeError or a struct.error.
     """
+    build, limit = _TUPLES[table]
     try:
-        texts = list(map(itemgetter(text_at), rows))
+        texts = list(map(itemgetter(-1), rows))
         joined = b" ".join(texts)
         if b"\x00" in joined or not (joined.isascii() or _is_utf8(joined)):
             return None
-        if min(map(len, texts)) == 0 or max(map(len, texts)) > limit:
+        lengths = list(map(len, texts))
+        if min(lengths) == 0 or max(lengths) > limit:
             return None
-        return (_user_tuples if text_at == 1 else _post_tuples)(rows)
+        return build(rows)
     except (TypeError, struct.error):
         return None
 
@@ -331,7 +340,7 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds,
     fills `ids` with the users that can land."""
     cursor = _select(db, _USERS_QUERY, id_range)
     while rows := cursor.fetchmany(batch_size):
-        tuples = plain_tuples(rows, 1, NAME_MAX_LENGTH)
+        tuples = plain_tuples(rows, "users")
         if tuples is not None:
             ids.add_all(list(map(itemgetter(0), rows)))
             yield Batch("users", tuples, len(rows), len(rows))
@@ -340,7 +349,7 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds,
         rejects: list[Reject] = []
         for row in rows:  # the batch has a row that is not plain: find it, row by row
             user_id = row[0]
-            one = plain_tuples([row], 1, NAME_MAX_LENGTH)
+            one = plain_tuples([row], "users")
             if one is not None:
                 out.append(one)
                 ids.add(user_id)
@@ -353,7 +362,7 @@ def read_users(db: sqlite3.Connection, batch_size: int, ids: UserIds,
                     ids.discard(user_id, "; ".join(reasons))
                 continue
             when = convert_timestamp(full[4], full[5])
-            out.append(_user_tuples([(user_id, full[2], when)]))
+            out.append(_user_tuples([(user_id, when, full[2])]))
             ids.add(user_id)
         yield Batch("users", b"".join(out), len(rows), len(out), rejects)
 
@@ -368,7 +377,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
             landed = users.all_landed(list(map(itemgetter(1), rows)))
         except TypeError:  # a user_id that is not an integer
             landed = False
-        tuples = plain_tuples(rows, 2, CONTENT_MAX_LENGTH) if landed else None
+        tuples = plain_tuples(rows, "posts") if landed else None
         if tuples is not None:
             yield Batch("posts", tuples, len(rows), len(rows))
             continue
@@ -376,7 +385,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
         rejects: list[Reject] = []
         for row in rows:  # the batch has a row that is not plain: find it, row by row
             if type(row[1]) is int and row[1] in users:
-                one = plain_tuples([row], 2, CONTENT_MAX_LENGTH)
+                one = plain_tuples([row], "posts")
                 if one is not None:
                     out.append(one)
                     continue
@@ -397,7 +406,7 @@ def read_posts(db: sqlite3.Connection, batch_size: int, users: UserIds,
             if reasons:
                 rejects.append(_reject("posts", full, reasons))
                 continue
-            out.append(_post_tuples([(post_id, user_id, content, when)]))
+            out.append(_post_tuples([(post_id, user_id, when, content)]))
         yield Batch("posts", b"".join(out), len(rows), len(out), rejects)
 
 
