@@ -116,6 +116,7 @@ async def begin_fast_load(conn: asyncpg.Connection) -> bool:
 async def finish_fast_load(conn: asyncpg.Connection) -> None:
     """In the load's transaction, after COPY: the primary keys, and the key NOT VALID (the
     reader already made sure that every post's user landed; it is validated after the commit)."""
+    await conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")  # sorts in memory
     for table, key in PRIMARY_KEYS.items():
         await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key} PRIMARY KEY (id)")
     await conn.execute(f"{FOREIGN_KEY_DDL} NOT VALID")
