@@ -296,6 +296,34 @@ def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
     assert query(url, "INSERT INTO users (name) VALUES ('next') RETURNING id")[0]["id"] == 22
 
 
+def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, run_cli, fresh_database):
+    """The sequences pass the source's highest ids even when those rows were rejected, so the
+    rerun after the source is fixed lands them with their own ids, beside the rows the
+    service created in between."""
+    source = make_source(tmp_path / "app.db",
+                         users=[(1, "ann", "2024-01-01 00:00:00"), (9, "", "2024-01-01 00:00:00")],
+                         posts=[(1, 1, "kept", "2024-01-01 00:00:00"),
+                                (7, 9, "of the rejected user", "2024-01-01 00:00:00")])
+    url = fresh_database()
+    first = migrate(run_cli, url, source)
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert set(rejects(source)) == {("users", 9), ("posts", 7)}
+    assert query(url, "INSERT INTO users (name) VALUES ('new') RETURNING id")[0]["id"] == 10
+    assert query(url, "INSERT INTO posts (user_id, content) VALUES (1, 'new') RETURNING id"
+                 )[0]["id"] == 8
+
+    db = sqlite3.connect(source)
+    db.execute("UPDATE users SET name = 'bob' WHERE id = 9")
+    db.commit()
+    db.close()
+    fixed = migrate(run_cli, url, source)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert [tuple(r) for r in query(url, "SELECT id, name FROM users ORDER BY id")] == [
+        (1, "ann"), (9, "bob"), (10, "new")]
+    assert [tuple(r) for r in query(url, "SELECT id, user_id FROM posts ORDER BY id")] == [
+        (1, 1), (7, 9), (8, 1)]
+
+
 @pytest.mark.parametrize("path", ["fast", "staged"])
 def test_killed_run_then_rerun_lands_everything_exactly_once(tmp_path, fresh_database, db_url, path):
     source = clean_source(tmp_path / "app.db", users=3000, posts=30000)

@@ -29,6 +29,7 @@ from app.sqlite_import.source import (
     Batch,
     SourceError,
     count_rows,
+    highest_id,
     id_ranges,
     open_source,
     reader_main,
@@ -126,16 +127,24 @@ class Readers:
             process.join(5)
 
 
-def plan(source: str, batch_size: int, pipes: list[Any]) -> tuple[dict[str, int], list[list]]:
-    """Count the rows of the source, send each reader its share of the users (source.id_ranges);
-    return the counts and each reader's share of the posts."""
+@dataclass
+class Plan:
+    counts: dict[str, int]  # rows per table
+    highest: dict[str, int | None]  # the highest integer id per table
+    post_ranges: list[list]  # each reader's share of the posts (source.id_ranges)
+
+
+def make_plan(source: str, batch_size: int, pipes: list[Any]) -> Plan:
+    """Count the rows of the source, send each reader its share of the users, and plan the posts."""
     db = open_source(source)
     try:
         users = count_rows(db, "users")
         for pipe, ranges in zip(pipes, id_ranges(db, "users", users, batch_size, len(pipes))):
             pipe.send(("users", ranges))  # before counting the posts: the readers are waiting
         posts = count_rows(db, "posts")
-        return {"users": users, "posts": posts}, id_ranges(db, "posts", posts, batch_size, len(pipes))
+        return Plan({"users": users, "posts": posts},
+                    {table: highest_id(db, table) for table in TABLES},
+                    id_ranges(db, "posts", posts, batch_size, len(pipes)))
     finally:
         db.close()
 
@@ -145,7 +154,7 @@ class Migration:
                  readers: Readers, planned: Future) -> None:
         self.args = args
         self.pipes = readers.pipes
-        self.planned = planned  # plan()'s result, computed in a thread meanwhile
+        self.planned = planned  # make_plan()'s result, computed in a thread meanwhile
         self.dsn = dsn
         self.report = report
         self.stats = {table: TableStats() for table in TABLES}
@@ -154,6 +163,9 @@ class Migration:
         self.timings: dict[str, float] = {}
 
     # -- the reader processes ------------------------------------------------------------
+    async def plan(self) -> Plan:
+        return await asyncio.wrap_future(self.planned)
+
     async def receive(self, reader: int) -> Any:
         try:
             message = await asyncio.get_running_loop().run_in_executor(None, self.pipes[reader].recv)
@@ -166,7 +178,7 @@ class Migration:
     async def batches(self, table: str):
         """The readers' batches for `table` in id order, range by range round the readers, one
         received ahead while the caller works."""
-        counts, _ = await asyncio.wrap_future(self.planned)
+        counts = (await self.plan()).counts
         self.stats[table].source = counts[table]
         self.progress.start(table, counts[table])
         active = list(range(len(self.pipes)))
@@ -199,7 +211,7 @@ class Migration:
             kind, ids = await self.receive(number)
             assert kind == "landed", kind
             landed.append(ids)
-        _, ranges = await asyncio.wrap_future(self.planned)
+        ranges = (await self.plan()).post_ranges
         for number, pipe in enumerate(self.pipes):
             others = landed[:number] + landed[number + 1:]
             pipe.send(("posts", refused, others, ranges[number]))
@@ -224,6 +236,9 @@ class Migration:
             if missing:  # a previous run died between its commit and its index builds
                 print(f"rebuilding after an interrupted run: {', '.join(missing)}", flush=True)
                 await load.build_schema_parts(self.dsn, missing)
+            # First, so that rows the service creates meanwhile take ids above every source id,
+            # even a rejected row's, which a rerun after a fix to the source then lands.
+            self.sequences = await load.set_sequences(conn, (await self.plan()).highest)
             started = time.monotonic()
             transaction = conn.transaction()
             await transaction.start()
@@ -251,7 +266,6 @@ class Migration:
                 started = time.monotonic()
                 await self.verify_on(conn)
                 self.timings["read-back"] = time.monotonic() - started
-            self.sequences = await load.set_sequences(conn)
         finally:
             await conn.close()
 
@@ -380,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     where = settings.where
     readers = Readers(args.source, args.batch_size, READERS)
-    planned = ThreadPoolExecutor(1).submit(plan, args.source, args.batch_size, readers.pipes)
+    planned = ThreadPoolExecutor(1).submit(make_plan, args.source, args.batch_size, readers.pipes)
     dsn = settings.asyncpg_dsn
 
     async def probe() -> str:

@@ -162,12 +162,15 @@ class Staging:
         return int(status.split()[-1]), conflicts
 
 
-async def set_sequences(conn: asyncpg.Connection) -> dict[str, int | None]:
-    """Move each identity sequence past the highest id, so the API's next row does not collide."""
+async def set_sequences(conn: asyncpg.Connection,
+                        source_highest: dict[str, int | None]) -> dict[str, int | None]:
+    """Move each identity sequence past the highest id in the table and in the source, so
+    that the API's next row collides with no row that is, or will be, migrated."""
     result: dict[str, int | None] = {}
     for table in COPY_COLUMNS:
         sequence = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
-        highest = await conn.fetchval(f"SELECT max(id) FROM {table}")
+        ids = (await conn.fetchval(f"SELECT max(id) FROM {table}"), source_highest[table])
+        highest = max((i for i in ids if i is not None), default=None)
         last_value, is_called = await conn.fetchrow(f"SELECT last_value, is_called FROM {sequence}")
         upcoming = last_value + 1 if is_called else last_value
         if highest is not None and highest >= upcoming:

@@ -414,6 +414,14 @@ def count_rows(db: sqlite3.Connection, table: str) -> int:
     return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
+def highest_id(db: sqlite3.Connection, table: str) -> int | None:
+    """The highest integer id (SQLite sorts a text or a blob above every number)."""
+    highest = db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
+    if highest is None or type(highest) is int:
+        return highest
+    return db.execute(f"SELECT max(id) FROM {table} WHERE typeof(id) = 'integer'").fetchone()[0]
+
+
 def id_ranges(db: sqlite3.Connection, table: str, rows: int, batch_size: int,
               parts: int) -> list[list]:
     """Id ranges [lo, hi) of about batch_size rows of `table`, dealt round-robin to `parts`
