@@ -432,7 +432,9 @@ def id_ranges(db: sqlite3.Connection, table: str, rows: int, batch_size: int,
     """
     keys = [(row[1], row[2].upper()) for row in db.execute(f"PRAGMA table_info({table})") if row[5]]
     ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or b""
-    low, high = db.execute(f"SELECT min(id), max(id) FROM {table}").fetchone()
+    # Apart: SQLite answers a lone min() or max() from the b-tree, but scans for both at once.
+    low, high = db.execute(f"SELECT (SELECT min(id) FROM {table}), (SELECT max(id) FROM {table})"
+                           ).fetchone()
     if (keys != [(b"id", b"INTEGER")] or b"WITHOUT ROWID" in ddl.upper() or type(low) is not int
             or rows < 4 * batch_size or parts < 2):
         return [[None]] + [[] for _ in range(parts - 1)]
