@@ -48,14 +48,18 @@ async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, timeout=timeout, server_settings=SERVER_SETTINGS)
 
 
-async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
-    """Which of the two secondary indexes and the foreign key are absent (or invalid)."""
-    missing = [name for name in SECONDARY_INDEXES if not await index_is_valid(conn, name)]
-    has_key = await conn.fetchval(
+async def key_is_valid(conn: asyncpg.Connection) -> bool | None:
+    """True when the foreign key is validated, False when it is NOT VALID, None when absent."""
+    return await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE conrelid = 'posts'::regclass AND conname = $1",
         FOREIGN_KEY,
     )
-    if not has_key:
+
+
+async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
+    """Which of the two secondary indexes and the foreign key are absent (or invalid)."""
+    missing = [name for name in SECONDARY_INDEXES if not await index_is_valid(conn, name)]
+    if not await key_is_valid(conn):
         missing.append(FOREIGN_KEY)
     return missing
 
@@ -78,11 +82,10 @@ async def build_schema_parts(dsn: str, parts: list[str], *, analyze: bool = Fals
             if step == "analyze":  # fresh statistics for the planner, as after any bulk load
                 await conn.execute("ANALYZE users, posts")
             elif step == FOREIGN_KEY:
-                if await conn.fetchval("SELECT count(*) FROM pg_constraint WHERE "
-                                       "conrelid = 'posts'::regclass AND conname = $1", FOREIGN_KEY):
-                    await conn.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {FOREIGN_KEY}")
-                else:
+                if await key_is_valid(conn) is None:
                     await conn.execute(FOREIGN_KEY_DDL)
+                else:
+                    await conn.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {FOREIGN_KEY}")
             else:
                 await conn.execute(f"DROP INDEX IF EXISTS {step}")  # an invalid leftover
                 await conn.execute(SECONDARY_INDEXES[step])
