@@ -247,9 +247,11 @@ class Migration:
             return
         conn = await load.connect(self.dsn)
         try:
-            missing = await load.missing_schema_parts(conn)
-            if self.args.search_index == "later" and SEARCH_INDEX in missing:
-                missing.remove(SEARCH_INDEX)
+            # The secondary indexes this run builds: the search index only with --search-index now.
+            indexes = [name for name in SECONDARY_INDEXES
+                       if name != SEARCH_INDEX or self.args.search_index == "now"]
+            missing = [part for part in await load.missing_schema_parts(conn)
+                       if part in (*indexes, load.FOREIGN_KEY)]
             if missing:  # a previous run died between its commit and its index builds
                 print(f"rebuilding after an interrupted run: {', '.join(missing)}", flush=True)
                 await load.build_schema_parts(self.dsn, missing)
@@ -268,10 +270,8 @@ class Migration:
                 await transaction.commit()
                 self.timings["copy and keys"] = time.monotonic() - started
                 started = time.monotonic()
-                parts = [name for name in SECONDARY_INDEXES
-                         if name != SEARCH_INDEX or self.args.search_index == "now"]
                 took, _ = await asyncio.gather(
-                    load.build_schema_parts(self.dsn, [*parts, load.FOREIGN_KEY], analyze=True),
+                    load.build_schema_parts(self.dsn, [*indexes, load.FOREIGN_KEY], analyze=True),
                     self.verify(self.dsn),
                 )
                 self.timings["indexes, key and read-back (in parallel)"] = time.monotonic() - started
