@@ -487,7 +487,7 @@ def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dic
     from app.sqlite_import import source
 
     db = source.open_source(path)
-    ids = source.UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
+    ids = source.UserIds(source.highest_id(db, "users"))
     users = list(source.read_users(db, batch_size, ids))
     posts = list(source.read_posts(db, batch_size, ids))
     db.close()

@@ -464,7 +464,7 @@ def reader_main(path: str, batch_size: int, pipe: Any) -> None:
         kind, ranges = pipe.recv()
         if kind != "users":
             return
-        ids = UserIds(db.execute("SELECT max(id) FROM users").fetchone()[0])
+        ids = UserIds(highest_id(db, "users"))
         _send_ranges(pipe, lambda id_range: read_users(db, batch_size, ids, id_range), ranges)
         pipe.send(("done", "users"))
         pipe.send(("landed", ids))
