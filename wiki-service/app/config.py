@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(30000, ge=0)
     db_echo: bool = False
 
+    # Bulkheads: searches at once per process, how long one waits for its turn, its own timeout.
+    search_max_concurrency: PositiveInt = 2
+    search_queue_seconds: float = Field(0.1, ge=0, le=60)
+    search_statement_timeout_ms: int = Field(2000, ge=1)
+
     log_level: str = Field("info", pattern="(?i)^(critical|error|warning|info|debug)$")
     max_body_bytes: PositiveInt = 1024 * 1024
 

@@ -55,6 +55,18 @@ class SearchIndexBuilding(DomainError):
     headers = {"Retry-After": "30"}
 
 
+class SearchBusy(DomainError):
+    status_code = 503
+    detail = "Too many searches in progress; retry later"
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}
+
+
+class SearchTimedOut(DomainError):
+    status_code = 503
+    detail = "The search took too long; retry later"
+    headers = {"Retry-After": "5"}
+
+
 def expected_error_response(error: Exception) -> JSON | None:
     """The answer to an expected error (a domain error, the database away), else None."""
     if isinstance(error, DomainError):
@@ -110,7 +122,8 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found",
     413: "Request body larger than the limit (1 MiB by default)",
     422: "Invalid input",
-    503: "Database unavailable; retry after the Retry-After seconds",
+    503: "Database unavailable, or (search) busy or its index being built; retry after the "
+         "Retry-After seconds",
 }
 
 

@@ -18,6 +18,7 @@ from app.errors import install_error_handlers
 from app.fastlane import FastLane
 from app.middleware import RequestContextMiddleware
 from app.posts.routes import router as posts_router
+from app.posts.service import reset_search_gate
 from app.system import install_docs
 from app.system import router as system_router
 from app.users.routes import router as users_router
@@ -37,6 +38,7 @@ async def _publish_pool_gauges() -> None:
 @contextlib.asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     reset_pool_gate()
+    reset_search_gate()
     metrics.forget_dead_workers()  # a restarted worker replaces one that was killed
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # sweeps, so a full collection under load walks only the objects requests create.

@@ -36,6 +36,13 @@ HTTP_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+SEARCH_PLANS = Counter(
+    "search_plans", "Searches answered, by the plan that finished them (app/posts/search.py).", ["plan"]
+)
+SEARCHES_REFUSED = Counter(
+    "searches_refused", "Searches answered 503: no turn in time (busy) or over their timeout.", ["reason"]
+)
+
 DB_CONNECTIONS_OPENED = Counter(
     "db_pool_connections_opened", "Connections the pool opened to PostgreSQL (churn shows here)."
 )

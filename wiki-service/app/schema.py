@@ -15,14 +15,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # The migrations' secondary indexes, as pg_get_indexdef prints them (a test compares them with
 # a database Alembic built). migrate-sqlite drops them for its bulk load and builds them after.
-SEARCH_INDEX = "posts_content_search_idx"
+SEARCH_INDEX = "posts_search_idx"
 SECONDARY_INDEXES = {
     "posts_user_id_id_idx": "CREATE INDEX posts_user_id_id_idx ON public.posts USING btree (user_id, id)",
     SEARCH_INDEX: (
-        "CREATE INDEX posts_content_search_idx ON public.posts "
-        "USING gin (to_tsvector('simple'::regconfig, content))"
+        "CREATE INDEX posts_search_idx ON public.posts "
+        "USING gin (((id >> 14)), search) WITH (fastupdate=off)"
     ),
 }
+# Revision 0001's search index, on the expression: dropped once SEARCH_INDEX is valid.
+LEGACY_SEARCH_INDEX = "posts_content_search_idx"
+# Rows per UPDATE when posts.search is filled after a bulk load: short transactions, so the
+# service's writes never wait long for a row lock.
+FILL_BATCH_ROWS = 10_000
 # Index builds get more memory than the server's default (64 MB on a stock install).
 INDEX_BUILD_MEMORY = "1GB"
 INDEX_BUILD_LOCK_ID = 0x77696B695F696478  # "wiki_idx": one index builder at a time
@@ -64,9 +69,24 @@ async def index_is_valid(conn: asyncpg.Connection, name: str) -> bool | None:
     )
 
 
+async def fill_search_column(conn: asyncpg.Connection) -> int:
+    """Set posts.search where a bulk load left it NULL, in batches by id (autocommit, so each
+    batch is its own short transaction). Returns the rows filled."""
+    low, high = await conn.fetchrow("SELECT min(id), max(id) FROM posts WHERE search IS NULL")
+    filled = 0
+    while low is not None and low <= high:
+        status = await conn.execute(
+            "UPDATE posts SET search = to_tsvector('simple'::regconfig, content) "
+            "WHERE id >= $1 AND id < $2 AND search IS NULL", low, low + FILL_BATCH_ROWS)
+        filled += int(status.split()[-1])
+        low += FILL_BATCH_ROWS
+    return filled
+
+
 async def build_missing_indexes(conn: asyncpg.Connection) -> list[str]:
-    """CREATE INDEX CONCURRENTLY each secondary index that is absent or invalid; reads and
-    writes go on meanwhile. Returns the names built."""
+    """CREATE INDEX CONCURRENTLY each secondary index that is absent or invalid, filling
+    posts.search first; reads and writes go on meanwhile. ANALYZE follows every build, so
+    the planner has statistics for what it indexes. Returns the names built."""
     built = []
     await conn.execute("SELECT pg_advisory_lock($1)", INDEX_BUILD_LOCK_ID)
     try:
@@ -75,10 +95,16 @@ async def build_missing_indexes(conn: asyncpg.Connection) -> list[str]:
             valid = await index_is_valid(conn, name)
             if valid:
                 continue
+            if name == SEARCH_INDEX and await fill_search_column(conn):
+                await conn.execute("VACUUM posts")  # the fill left a dead version of each row
             if valid is False:  # a build that died; under the lock, nobody else is building it
                 await conn.execute(f"DROP INDEX CONCURRENTLY {name}")
             await conn.execute(ddl.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1))
             built.append(name)
+        if built:
+            await conn.execute("ANALYZE posts")
+        if await index_is_valid(conn, SEARCH_INDEX):
+            await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {LEGACY_SEARCH_INDEX}")
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", INDEX_BUILD_LOCK_ID)
     return built

@@ -50,7 +50,7 @@ def test_dev_serves_and_keeps_data_across_restarts(tmp_path):
         user = httpx.post(f"{url}/users", json={"name": "newcomer"}).json()
     finally:
         output = _stop(first)
-    assert "is at revision 0002 (head)" in output
+    assert "is at revision 0003 (head)" in output
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
 
     second = _start_dev(data_dir, port, db_port)

@@ -15,7 +15,7 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         results = list(pool.map(lambda _: run_cli("db", "upgrade", env=env), range(4)))
     for result in results:
         assert result.returncode == 0, result.stderr
-        assert "is at revision 0002 (head)" in result.stdout
+        assert "is at revision 0003 (head)" in result.stdout
     ran = sum("Running upgrade" in result.stdout for result in results)
     assert ran == 1  # exactly one replica migrated; the others waited on the lock, then found head
 
@@ -26,9 +26,9 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         finally:
             await conn.close()
 
-    assert asyncio.run(version()) == "0002"
+    assert asyncio.run(version()) == "0003"
     current = run_cli("db", "current", env=env)
-    assert current.returncode == 0 and "current: 0002" in current.stdout
+    assert current.returncode == 0 and "current: 0003" in current.stdout
 
 
 def test_db_current_exits_3_when_behind(fresh_database):

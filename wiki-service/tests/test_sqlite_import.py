@@ -82,6 +82,14 @@ def schema_of(url: str) -> list[tuple]:
     return [tuple(row) for row in indexes] + [tuple(row) for row in constraints]
 
 
+def search_statistics(url: str) -> dict[str, bool]:
+    """Which of what a search's plan reads has planner statistics: posts.search (True when it
+    has its most common words) and the bucket expression of posts_search_idx."""
+    rows = query(url, "SELECT tablename || '.' || attname, most_common_elems IS NOT NULL FROM pg_stats "
+                      "WHERE (tablename, attname) IN (('posts', 'search'), ('posts_search_idx', 'expr'))")
+    return dict(rows)
+
+
 def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=timezone.utc)
 
@@ -129,7 +137,8 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
     assert users[5] == ("zulu and micro", instant.replace(microsecond=1))
     assert users[7] == ("négative offset ✓", instant.replace(microsecond=500000))
     assert users[10] == ("x" * 200, utc(1999, 12, 31, 23, 59, 59))
-    posts = {row["id"]: tuple(row) for row in query(url, "SELECT * FROM posts")}
+    posts = {row["id"]: tuple(row) for row in
+             query(url, "SELECT id, user_id, content, created_time FROM posts")}
     assert posts[100][1:3] == (1, "hello\\world\ttab\nnewline\rcr\x08\x0b\x0c")
     assert posts[205][1:] == (7, "y" * 100_000, utc(2024, 3, 2, 0, 0, 0, 123456))
     # The verification is printed and matches; the report is named and empty.
@@ -143,6 +152,10 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
                  )[0]["id"] == 206
     # The fast path dropped and rebuilt indexes and the key: the schema is Alembic's.
     assert schema_of(url) == schema_of(db_url)
+    # COPY filled posts.search, and ANALYZE ran after the search index was built.
+    assert query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
+                      "to_tsvector('simple', content)")[0][0] == 0
+    assert search_statistics(url) == {"posts.search": True, "posts_search_idx.expr": False}
 
 
 def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, fresh_database):
@@ -365,7 +378,7 @@ def test_killed_after_commit_before_indexes_is_repaired(tmp_path, run_cli, fresh
     url = fresh_database()
     assert migrate(run_cli, url, source).returncode == 0
     # What a kill between the fast path's commit and its index builds leaves behind.
-    execute(url, "DROP INDEX posts_content_search_idx")
+    execute(url, "DROP INDEX posts_search_idx")
     execute(url, "ALTER TABLE posts DROP CONSTRAINT posts_user_id_fkey")
     rerun = migrate(run_cli, url, source)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -379,9 +392,11 @@ def test_search_index_later_then_built_while_the_service_serves(
     url = fresh_database()
     result = migrate(run_cli, url, source, "--search-index", "later")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "posts_content_search_idx not built (--search-index later)" in result.stdout
-    assert query(url, "SELECT to_regclass('posts_content_search_idx')")[0][0] is None
-    assert schema_of(url) == [part for part in schema_of(db_url) if part[0] != "posts_content_search_idx"]
+    assert "posts_search_idx not built and posts.search not filled (--search-index later)" in result.stdout
+    assert query(url, "SELECT to_regclass('posts_search_idx')")[0][0] is None
+    assert query(url, "SELECT count(*) FROM posts WHERE search IS NOT NULL")[0][0] == 0
+    assert schema_of(url) == [part for part in schema_of(db_url) if part[0] != "posts_search_idx"]
+    assert search_statistics(url) == {"posts.search": False}  # ANALYZEd before the fill
 
     server = serve(env_for(url))
     search = httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
@@ -391,8 +406,11 @@ def test_search_index_later_then_built_while_the_service_serves(
 
     built = run_cli("db", "build-indexes", env=env_for(url))
     assert built.returncode == 0, built.stdout + built.stderr
-    assert "built posts_content_search_idx in" in built.stdout
+    assert "built posts_search_idx in" in built.stdout
     assert schema_of(url) == schema_of(db_url)
+    assert query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
+                      "to_tsvector('simple', content)")[0][0] == 0
+    assert search_statistics(url) == {"posts.search": True, "posts_search_idx.expr": False}
     deadline = time.monotonic() + 30  # the service looks again every SEARCH_INDEX_RECHECK_SECONDS
     while (search := httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
            ).status_code == 503 and time.monotonic() < deadline:
@@ -409,9 +427,9 @@ def test_build_indexes_replaces_an_invalid_leftover(tmp_path, run_cli, fresh_dat
     assert migrate(run_cli, url, source, "--search-index", "later").returncode == 0
     # What a CREATE INDEX CONCURRENTLY that died leaves: an invalid index under the name.
     with pytest.raises(asyncpg.UniqueViolationError):
-        execute(url, "CREATE UNIQUE INDEX CONCURRENTLY posts_content_search_idx ON posts (user_id)")
+        execute(url, "CREATE UNIQUE INDEX CONCURRENTLY posts_search_idx ON posts (user_id)")
     assert query(url, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                      "'posts_content_search_idx'::regclass")[0][0] is False
+                      "'posts_search_idx'::regclass")[0][0] is False
     built = run_cli("db", "build-indexes", env=env_for(url))
     assert built.returncode == 0, built.stdout + built.stderr
     assert schema_of(url) == schema_of(db_url)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import Base, length_check
@@ -20,6 +21,9 @@ from app.database import Base, length_check
 CONTENT_MAX_LENGTH = 100_000
 # 'simple' does no stemming: right for a wiki written in many languages.
 SEARCH_CONFIG = "simple"
+# posts_search_idx files each post under id >> SEARCH_BUCKET_BITS too, so that a search can
+# ask for the matches among 16,384 ids at a time, newest first (app/posts/search.py).
+SEARCH_BUCKET_BITS = 14
 
 
 class Post(Base):
@@ -31,9 +35,11 @@ class Post(Base):
         # GET /users/{id}/posts and GET /posts?user_id= page through one user's posts by id.
         Index("posts_user_id_id_idx", "user_id", "id"),
         Index(
-            "posts_content_search_idx",
-            text(f"to_tsvector('{SEARCH_CONFIG}', content)"),
+            "posts_search_idx",
+            text(f"(id >> {SEARCH_BUCKET_BITS})"),
+            "search",
             postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 
@@ -45,3 +51,6 @@ class Post(Base):
     created_time: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+    # to_tsvector(SEARCH_CONFIG, content), set by the trigger posts_search_fill (migration 0003);
+    # NULL only between a bulk load and `db build-indexes`.
+    search: Mapped[str | None] = mapped_column(TSVECTOR, nullable=True)

@@ -6,10 +6,10 @@ import time
 
 import asyncpg
 
-from app.database import checkout
+from app.database import checkout, settings
 from app.errors import PostNotFound, SearchIndexBuilding, UserNotFound
 from app.metrics import POSTS_CREATED
-from app.posts.models import SEARCH_CONFIG
+from app.posts.search import SearchGate, newest_matches
 from app.schema import SEARCH_INDEX, index_is_valid
 from app.users import service as users
 
@@ -18,6 +18,13 @@ _COLUMNS = "id, content, user_id, created_time"
 # after a bulk load that left the index to `db build-indexes`. Looked up again every so often.
 SEARCH_INDEX_RECHECK_SECONDS = 10.0
 _search_index = {"valid": False, "checked": -SEARCH_INDEX_RECHECK_SECONDS}
+_search_gate = SearchGate(settings.search_max_concurrency, settings.search_queue_seconds)
+
+
+def reset_search_gate() -> None:
+    """A fresh gate for a new event loop (asyncio primitives bind to the loop that uses them)."""
+    global _search_gate
+    _search_gate = SearchGate(settings.search_max_concurrency, settings.search_queue_seconds)
 
 
 def _post(row: asyncpg.Record) -> dict:
@@ -57,26 +64,27 @@ async def list_page(
 ) -> list[dict]:
     """Up to limit posts with ids below before_id, newest first, optionally filtered.
 
-    `query` is full-text search in web-search syntax ("quoted phrase", or, -not), served by
-    the GIN index on to_tsvector(content).
+    `query` is full-text search in web-search syntax ("quoted phrase", or, -not): see
+    app/posts/search.py. Searches take turns (SEARCH_MAX_CONCURRENCY per process).
     """
+    if query is not None:
+        async with _search_gate.turn(), checkout() as conn:
+            if not await _search_index_valid(conn):
+                raise SearchIndexBuilding
+            rows = await newest_matches(conn, query=query, before_id=before_id, limit=limit,
+                                        user_id=user_id,
+                                        timeout_ms=settings.search_statement_timeout_ms)
+        return [_post(row) for row in rows]
     conditions, args = ["id < $1"], [before_id]
     if user_id is not None:
         args.append(user_id)
         conditions.append(f"user_id = ${len(args)}")
-    if query is not None:
-        args.append(query)
-        conditions.append(
-            f"to_tsvector('{SEARCH_CONFIG}', content) @@ websearch_to_tsquery('{SEARCH_CONFIG}', ${len(args)})"
-        )
     args.append(limit)
     sql = (
         f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} "
         f"ORDER BY id DESC LIMIT ${len(args)}"
     )
     async with checkout() as conn:
-        if query is not None and not await _search_index_valid(conn):
-            raise SearchIndexBuilding
         rows = await conn.fetch(sql, *args)
     return [_post(row) for row in rows]
 

@@ -261,7 +261,7 @@ class Migration:
             started = time.monotonic()
             transaction = conn.transaction()
             await transaction.start()
-            self.fast = await load.begin_fast_load(conn)
+            self.fast = await load.begin_fast_load(conn, fill_search=self.args.search_index == "now")
             if self.fast:
                 await self.fast_load(conn)
                 key_started = time.monotonic()
@@ -385,8 +385,8 @@ class Migration:
             print("sequences continue after: " + ", ".join(
                 f"{table} {highest}" for table, highest in self.sequences.items()))
         if not dry and self.args.search_index == "later":
-            print(f"search index {SEARCH_INDEX} not built (--search-index later): search answers "
-                  f"503 until `wiki-service db build-indexes` builds it while the service runs")
+            print(f"search index {SEARCH_INDEX} not built and posts.search not filled (--search-index later): search answers "
+                  f"503 until `wiki-service db build-indexes` fills and builds them while the service runs")
         if self.timings:
             print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         print(f"reject report: {report.path} ({report.total} rows)")

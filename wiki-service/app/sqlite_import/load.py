@@ -25,7 +25,13 @@ from typing import Any
 
 import asyncpg
 
-from app.schema import INDEX_BUILD_MEMORY, SEARCH_INDEX, SECONDARY_INDEXES, index_is_valid
+from app.schema import (
+    INDEX_BUILD_MEMORY,
+    SEARCH_INDEX,
+    SECONDARY_INDEXES,
+    fill_search_column,
+    index_is_valid,
+)
 from app.sqlite_import.source import COPY_COLUMNS, COPY_HEADER, COPY_TRAILER
 
 SERVER_SETTINGS = {
@@ -36,6 +42,8 @@ SERVER_SETTINGS = {
     "statement_timeout": "0",
 }
 
+# Migration 0003's trigger, which sets posts.search: off for a load that leaves search for later.
+SEARCH_TRIGGER = "posts_search_fill"
 # The migrations' foreign key, as pg_get_constraintdef shows it.
 FOREIGN_KEY = "posts_user_id_fkey"
 FOREIGN_KEY_DDL = (
@@ -69,10 +77,13 @@ async def build_schema_parts(dsn: str, parts: list[str], *, analyze: bool = Fals
     connection; returns how long each step took.
 
     They cannot run side by side: each takes a lock on posts that conflicts with the others'.
-    The search index goes last, so that everything else is in place while it builds.
+    The search index goes last, so that everything else is in place while it builds; posts.search
+    is filled first where it is NULL, and ANALYZE runs again after it (its statistics are what a
+    search's plan depends on).
     """
     steps = [part for part in parts if part != SEARCH_INDEX] + ["analyze"] * analyze
-    steps += [part for part in parts if part == SEARCH_INDEX]
+    if SEARCH_INDEX in parts:
+        steps += [SEARCH_INDEX] + ["analyze"] * analyze
     took: dict[str, float] = {}
     conn = await connect(dsn)
     try:
@@ -87,16 +98,19 @@ async def build_schema_parts(dsn: str, parts: list[str], *, analyze: bool = Fals
                 else:
                     await conn.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {FOREIGN_KEY}")
             else:
+                if step == SEARCH_INDEX:
+                    await fill_search_column(conn)
                 await conn.execute(f"DROP INDEX IF EXISTS {step}")  # an invalid leftover
                 await conn.execute(SECONDARY_INDEXES[step])
-            took[step] = time.monotonic() - started
+            took[step] = took.get(step, 0.0) + time.monotonic() - started
     finally:
         await conn.close()
     return took
 
 
-async def begin_fast_load(conn: asyncpg.Connection) -> bool:
+async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> bool:
     """In an open transaction: lock both tables; if both are empty, get them ready for COPY.
+    Without fill_search, COPY leaves posts.search NULL (the trigger is off until commit).
 
     Returns False (and changes nothing) when either table already has rows.
     """
@@ -112,7 +126,9 @@ async def begin_fast_load(conn: asyncpg.Connection) -> bool:
     for table, key in PRIMARY_KEYS.items():
         await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key}")
     for name in SECONDARY_INDEXES:
-        await conn.execute(f"DROP INDEX {name}")
+        await conn.execute(f"DROP INDEX IF EXISTS {name}")  # absent when a fill was left for later
+    if not fill_search:
+        await conn.execute(f"ALTER TABLE posts DISABLE TRIGGER {SEARCH_TRIGGER}")
     return True
 
 
@@ -123,6 +139,7 @@ async def finish_fast_load(conn: asyncpg.Connection) -> None:
     for table, key in PRIMARY_KEYS.items():
         await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key} PRIMARY KEY (id)")
     await conn.execute(f"{FOREIGN_KEY_DDL} NOT VALID")
+    await conn.execute(f"ALTER TABLE posts ENABLE TRIGGER {SEARCH_TRIGGER}")
 
 
 class Staging:

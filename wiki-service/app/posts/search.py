@@ -1,0 +1,163 @@
+"""Full-text search, newest first, with bounded work per request whatever the query.
+
+The answer is defined by plain SQL, and every plan below returns exactly it:
+
+    SELECT id, content, user_id, created_time FROM posts
+    WHERE id < :before [AND user_id = :user] AND search @@ websearch_to_tsquery('simple', :q)
+    ORDER BY id DESC LIMIT :limit
+
+All steps of one search run in one REPEATABLE READ READ ONLY transaction (one snapshot), with
+the search's own statement timeout and planner settings scoped to it by SET LOCAL, which a
+transaction-mode pooler passes through.
+
+1. The probe: the newest PROBE_ROWS posts below the cursor (of the user, if given) through the
+   primary key (or posts_user_id_id_idx), filtered on the stored tsvector. A word in more than
+   about one post in twelve is answered here.
+2. Below the probe, if the page is not full yet, one of:
+   - sparse: when the planner, from the statistics on posts.search, expects at most
+     SPARSE_ROWS matches, one GIN bitmap over the whole table, sorted. Rare and absent words,
+     and words that are common but rarely together, end here.
+   - buckets: otherwise posts_search_idx is asked bucket by bucket (2**SEARCH_BUCKET_BITS
+     ids), newest first, until the page is full: a word that is common only in old posts
+     costs the empty buckets above them (a few µs each) and one bucket of matches.
+   - walk: a query with no positive word (`-word` alone) cannot use GIN; it walks the primary
+     key, bounded by the search timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from app.errors import SearchBusy, SearchTimedOut
+from app.metrics import SEARCH_PLANS, SEARCHES_REFUSED
+from app.posts.models import SEARCH_BUCKET_BITS, SEARCH_CONFIG
+
+PROBE_ROWS = 256
+SPARSE_ROWS = 10_000
+
+COLUMNS = "id, content, user_id, created_time"
+TSQUERY = f"websearch_to_tsquery('{SEARCH_CONFIG}', $2)"
+# force_custom_plan: a prepared search must be planned for its own words and cursor, never
+# from a generic plan that guessed them. No JIT: compiling costs more than these queries.
+SEARCH_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off; " \
+                  "SET LOCAL max_parallel_workers_per_gather = 0"
+
+
+# $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many. Custom plans fold
+# `$3 IS NULL` away, so each search is planned for exactly its filter.
+USER = "($3::bigint IS NULL OR user_id = $3)"
+
+
+def _probe_sql() -> str:
+    # One row at least (the probe's size and lowest id), then one per hit.
+    return f"""
+        WITH probe AS MATERIALIZED (
+            SELECT {COLUMNS}, search FROM posts WHERE id < $1 AND {USER}
+            ORDER BY id DESC LIMIT {PROBE_ROWS}
+        ), hits AS (
+            SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
+        )
+        SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes,
+               querytree({TSQUERY}) = 'T' AS negative_only
+        FROM (SELECT count(*) AS probed, min(id) AS lowest FROM probe) s
+        LEFT JOIN hits ON true
+        ORDER BY hits.id DESC"""
+
+
+WALK_SQL = (f"SELECT {COLUMNS} FROM posts WHERE id < $1 AND {USER} AND search @@ {TSQUERY} "
+            f"ORDER BY id DESC LIMIT $4")
+# Every match below $1 (few, by the estimate) from one GIN bitmap, then the user's: the user's
+# index would cost as many of their posts as there are, however rare the words.
+SPARSE_SQL = f"""
+    WITH matches AS MATERIALIZED (
+        SELECT {COLUMNS} FROM posts WHERE id < $1 AND search @@ {TSQUERY}
+    )
+    SELECT * FROM matches WHERE {USER} ORDER BY id DESC LIMIT $4"""
+
+
+def _buckets_sql() -> str:
+    bits = SEARCH_BUCKET_BITS
+    # The id range bounds every other plan the planner could pick to one bucket, too.
+    return f"""
+        SELECT found.* FROM generate_series($1::bigint >> {bits}, 0, -1) AS bucket,
+        LATERAL (
+            SELECT {COLUMNS} FROM posts
+            WHERE (id >> {bits}) = bucket AND id >= bucket << {bits}
+              AND id < least($1, (bucket + 1) << {bits}) AND search @@ {TSQUERY} AND {USER}
+            ORDER BY id DESC LIMIT $4
+        ) found
+        LIMIT $4"""
+
+
+PROBE_SQL, BUCKETS_SQL = _probe_sql(), _buckets_sql()
+ESTIMATE_SQL = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts WHERE id < $1 AND search @@ {TSQUERY}"
+
+
+async def newest_matches(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    before_id: int,
+    limit: int,
+    user_id: int | None,
+    timeout_ms: int,
+) -> list[asyncpg.Record]:
+    """Up to limit posts matching the web-search query, below before_id, newest first."""
+    args = [before_id, query, user_id, limit]
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}; {SEARCH_SETTINGS}")
+            probe = await conn.fetch(PROBE_SQL, *args)
+            found = [row for row in probe if row["id"] is not None]
+            head = probe[0]
+            if len(found) == limit or head["probed"] < PROBE_ROWS or head["nodes"] == 0:
+                SEARCH_PLANS.labels("probe").inc()
+                return found
+            args[0], args[3] = head["lowest"], limit - len(found)
+            if head["negative_only"]:
+                plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
+            elif await _expected_matches(conn, args[:2]) <= SPARSE_ROWS:
+                plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
+            else:
+                plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
+            await conn.execute(f"SET LOCAL {setting} = off")
+            SEARCH_PLANS.labels(plan).inc()
+            return found + await conn.fetch(sql, *args)
+    except asyncpg.QueryCanceledError:  # the search's statement timeout
+        SEARCHES_REFUSED.labels("timeout").inc()
+        raise SearchTimedOut from None
+
+
+async def _expected_matches(conn: asyncpg.Connection, args: list) -> float:
+    """The planner's estimate of the matches below $1 (any user's), from the statistics on
+    posts.search."""
+    plan = await conn.fetchval(ESTIMATE_SQL, *args)
+    return json.loads(plan)[0]["Plan"]["Plan Rows"]
+
+
+class SearchGate:
+    """At most `limit` searches at once in this process, so that searches cannot take the
+    pool (and the database's cores) from the other endpoints; a search waits at most `wait`
+    seconds for its turn, then gets SearchBusy (503 + Retry-After)."""
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._wait = wait
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            SEARCHES_REFUSED.labels("busy").inc()
+            raise SearchBusy from None
+        try:
+            yield
+        finally:
+            self._slots.release()
