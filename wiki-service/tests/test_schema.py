@@ -1,11 +1,15 @@
 """Migrations: the schema Alembic builds, run from many replicas at once."""
 
 import asyncio
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
+import httpx
 
-from tests.conftest import run_cli, service_env
+from tests.conftest import SERVICE_DIR, run_cli, service_env
 
 
 def test_concurrent_upgrades_all_succeed(fresh_database):
@@ -132,3 +136,64 @@ async def check_lengths(db) -> None:
         assert ok is accepted, (len(content), len(content.encode()))
     for name, accepted in {"": False, "ü" * 200: True, "ü" * 201: False}.items():
         assert await stored(db, "INSERT INTO users (name) VALUES ($1)", name) is accepted, len(name)
+
+
+def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh_database, serve):
+    """Above 100,000 posts, revision 0003 only adds the column and the trigger (instant);
+    search answers 503 until `db build-indexes` has filled, indexed and analyzed, while the
+    rest of the API serves; then the old expression index is gone."""
+    url = fresh_database()
+    env = service_env(DATABASE_URL=url)
+    to_0002 = subprocess.run(
+        [sys.executable, "-c", "from alembic import command; from app.schema import alembic_config; "
+                               "command.upgrade(alembic_config(), '0002')"],
+        cwd=SERVICE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert to_0002.returncode == 0, to_0002.stderr
+    asyncio.run(execute(url, "INSERT INTO users (name) VALUES ('author')",
+                        "INSERT INTO posts (user_id, content) SELECT 1, 'post number ' || i || "
+                        "CASE WHEN i % 25000 = 0 THEN ' needle' ELSE '' END "
+                        "FROM generate_series(1, 100001) AS i"))
+
+    upgraded = run_cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "run `wiki-service db build-indexes`" in upgraded.stdout + upgraded.stderr
+    assert asyncio.run(fetch(url, "SELECT count(search) FROM posts")) == [(0,)]
+    server = serve(env)
+    search = httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
+    assert search.status_code == 503 and search.headers["Retry-After"] == "30"
+    assert httpx.post(f"{server.base_url}/posts", json={"user_id": 1, "content": "written needle"},
+                      timeout=10).status_code == 201  # the trigger fills this one
+
+    built = run_cli("db", "build-indexes", env=env, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert "built posts_search_idx" in built.stdout
+    assert asyncio.run(fetch(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
+                                  "to_tsvector('simple', content)")) == [(0,)]
+    assert asyncio.run(fetch(url, "SELECT to_regclass('posts_content_search_idx') IS NULL, "
+                                  "to_regclass('posts_search_idx') IS NOT NULL")) == [(True, True)]
+    assert asyncio.run(fetch(url, "SELECT most_common_elems IS NOT NULL FROM pg_stats "
+                                  "WHERE tablename = 'posts' AND attname = 'search'")) == [(True,)]
+    deadline = time.monotonic() + 30  # the service looks at the index every 10 s
+    while (search := httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
+           ).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert search.status_code == 200, server.output()[-3000:]
+    assert [item["content"] for item in search.json()["items"]] == [
+        "written needle", *(f"post number {i} needle" for i in (100000, 75000, 50000, 25000))]
+
+
+async def execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def fetch(url: str, sql: str) -> list[tuple]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()

@@ -48,7 +48,8 @@ SEARCH_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit 
                   "SET LOCAL max_parallel_workers_per_gather = 0"
 
 
-# $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many. Custom plans fold
+# $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many (and the probe's
+# $5 how many posts it reads). Custom plans fold
 # `$3 IS NULL` away, so each search is planned for exactly its filter.
 USER = "($3::bigint IS NULL OR user_id = $3)"
 
@@ -58,7 +59,7 @@ def _probe_sql() -> str:
     return f"""
         WITH probe AS MATERIALIZED (
             SELECT {COLUMNS}, search FROM posts WHERE id < $1 AND {USER}
-            ORDER BY id DESC LIMIT {PROBE_ROWS}
+            ORDER BY id DESC LIMIT $5
         ), hits AS (
             SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
         )
@@ -106,22 +107,27 @@ async def newest_matches(
     limit: int,
     user_id: int | None,
     timeout_ms: int,
+    probe_rows: int = PROBE_ROWS,
+    sparse_rows: float = SPARSE_ROWS,
 ) -> list[asyncpg.Record]:
-    """Up to limit posts matching the web-search query, below before_id, newest first."""
+    """Up to limit posts matching the web-search query, below before_id, newest first.
+
+    probe_rows and sparse_rows are the plan's thresholds (tests force each plan with them).
+    """
     args = [before_id, query, user_id, limit]
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}; {SEARCH_SETTINGS}")
-            probe = await conn.fetch(PROBE_SQL, *args)
+            probe = await conn.fetch(PROBE_SQL, *args, probe_rows)
             found = [row for row in probe if row["id"] is not None]
             head = probe[0]
-            if len(found) == limit or head["probed"] < PROBE_ROWS or head["nodes"] == 0:
+            if len(found) == limit or head["probed"] < probe_rows or head["nodes"] == 0:
                 SEARCH_PLANS.labels("probe").inc()
                 return found
             args[0], args[3] = head["lowest"], limit - len(found)
             if head["negative_only"]:
                 plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
-            elif await _expected_matches(conn, args[:2]) <= SPARSE_ROWS:
+            elif await _expected_matches(conn, args[:2]) <= sparse_rows:
                 plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
             else:
                 plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
@@ -137,7 +143,9 @@ async def _expected_matches(conn: asyncpg.Connection, args: list) -> float:
     """The planner's estimate of the matches below $1 (any user's), from the statistics on
     posts.search."""
     plan = await conn.fetchval(ESTIMATE_SQL, *args)
-    return json.loads(plan)[0]["Plan"]["Plan Rows"]
+    if isinstance(plan, str):  # SQLAlchemy's pool decodes json itself; bare asyncpg does not
+        plan = json.loads(plan)
+    return plan[0]["Plan"]["Plan Rows"]
 
 
 class SearchGate:

@@ -1,0 +1,213 @@
+"""Search: every plan returns exactly the plain SQL definition; searches cannot starve the rest.
+
+The corpus spreads 6,000 posts over eleven of posts_search_idx's buckets, with words planted at
+known rates, so that the probe, the sparse bitmap, the buckets and the walk each meet dense,
+rare, absent and old-only words, pairs, phrases, negations and `or`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from app.metrics import SEARCH_PLANS
+from app.posts.search import newest_matches
+from tests.conftest import run_cli, service_env
+
+POSTS = 6000
+ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
+PROLIFIC = 1
+WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+QUERIES = [
+    "dense", "common", "rare", "absent", "old", "pa pb", '"pa pb"', "common -dense", "rare or absent",
+    "-dense", "-dense -common", "common or -pa", "!!! ???", "dolor", "\"lorem ipsum\" -old",
+]
+# The definition: to_tsvector on the content itself, not the stored column.
+DEFINITION = (
+    "SELECT id FROM posts WHERE id < $1 AND ($3::bigint IS NULL OR user_id = $3) "
+    "AND to_tsvector('simple', content) @@ websearch_to_tsquery('simple', $2) "
+    "ORDER BY id DESC LIMIT $4"
+)
+# probe_rows and sparse_rows that force each way to finish a search.
+PLANS = {
+    "auto": {},
+    "sparse": {"probe_rows": 1, "sparse_rows": float("inf")},
+    "buckets": {"probe_rows": 1, "sparse_rows": -1},
+    "long probe": {"probe_rows": 5000},
+}
+
+
+def corpus() -> list[tuple[int, int, str]]:
+    rng = random.Random(11)
+    rows = []
+    for i in range(1, POSTS + 1):
+        post_id = i * ID_STEP
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        for word, planted in (("dense", rng.random() < 0.5), ("common", rng.random() < 0.1),
+                              ("rare", i % 1400 == 0),
+                              ("old", i <= POSTS // 2 and rng.random() < 0.3)):
+            if planted:
+                words.insert(rng.randrange(len(words) + 1), word)
+        pair = rng.random()
+        if pair < 0.2:
+            words.append("pa")
+        elif pair < 0.4:
+            words.insert(0, "pb")
+        if i in (700, 3100, 5900):  # together: once as the phrase, twice apart
+            words += ["pa", "pb"] if i != 3100 else ["pb", "x", "pa"]
+        user = PROLIFIC if rng.random() < 0.3 else rng.randint(2, 50)
+        rows.append((post_id, user, " ".join(words).capitalize()))
+    return rows
+
+
+@pytest.fixture
+async def search_conn(client, db) -> AsyncIterator[asyncpg.Connection]:
+    """The corpus in the run's database, and a connection from the service's own pool (the
+    app's lifespan runs around the test: `client` starts it on empty tables)."""
+    from app.database import checkout
+
+    await db.executemany("INSERT INTO users (id, name) VALUES ($1, $2)",
+                         [(i, f"user {i}") for i in range(1, 51)])
+    # COPY fires the trigger that fills posts.search, as the service's inserts do.
+    await db.copy_records_to_table("posts", records=corpus(), columns=["id", "user_id", "content"])
+    await db.execute("ANALYZE posts")
+    async with checkout() as conn:
+        yield conn
+
+
+def plans_used() -> dict[str, float]:
+    return {sample.labels["plan"]: sample.value for metric in SEARCH_PLANS.collect()
+            for sample in metric.samples if sample.name.endswith("_total")}
+
+
+async def test_every_plan_returns_exactly_the_definition(search_conn, db):
+    conn = search_conn
+    before = plans_used()
+    checked = 0
+    for query in QUERIES:
+        for user_id in (None, PROLIFIC, 7, 999):
+            for cursor in (2**63 - 1, POSTS * ID_STEP // 2, 3 * ID_STEP + 1, 1):
+                for limit in (1, 20):
+                    expected = [row["id"] for row in
+                                await db.fetch(DEFINITION, cursor, query, user_id, limit)]
+                    for plan, thresholds in PLANS.items():
+                        rows = await newest_matches(
+                            conn, query=query, before_id=cursor, limit=limit,
+                            user_id=user_id, timeout_ms=10_000, **thresholds)
+                        assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit, plan)
+                        checked += 1
+    used = plans_used()
+    assert checked == len(QUERIES) * 4 * 4 * 2 * len(PLANS)
+    # Each way of finishing a search was taken, many times.
+    for plan in ("probe", "sparse", "buckets", "walk"):
+        assert used.get(plan, 0) - before.get(plan, 0) > 20, plan
+
+
+async def test_the_answer_has_the_definitions_rows_and_sees_new_posts(search_conn, db):
+    """Whole rows come back, and a post written after the load is found by its words."""
+    conn = search_conn
+    new_id = await db.fetchval(
+        "INSERT INTO posts (user_id, content) VALUES (7, 'A fresh rare word: zyxt') RETURNING id")
+    rows = await newest_matches(conn, query="zyxt rare", before_id=2**63 - 1, limit=20,
+                                user_id=None, timeout_ms=10_000)
+    assert [tuple(row) for row in rows] == [tuple(row) for row in await db.fetch(
+        "SELECT id, content, user_id, created_time FROM posts WHERE id = $1", new_id)]
+    await db.execute("UPDATE posts SET content = 'now about something else' WHERE id = $1", new_id)
+    assert await newest_matches(conn, query="zyxt", before_id=2**63 - 1, limit=20,
+                                user_id=None, timeout_ms=10_000) == []
+
+
+async def test_pages_of_a_search_concatenate_to_the_definition(client, db):
+    await db.execute("INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b')")
+    rng = random.Random(5)
+    await db.copy_records_to_table("posts", columns=["id", "user_id", "content"], records=[
+        (i * 97, 1 + i % 2, " ".join(rng.choice(["kappa", "delta", "omega", "sigma"])
+                                     for _ in range(rng.randint(1, 5))))
+        for i in range(1, 400)])
+    for query, user_id in (("kappa delta", None), ("omega -sigma", 2), ('"delta omega"', None), ("-kappa", 1)):
+        expected = [row["id"] for row in await db.fetch(DEFINITION, 2**63 - 1, query, user_id, 10_000)]
+        assert expected, query
+        seen, cursor = [], None
+        while True:
+            params = {"q": query, "limit": 7, **({"cursor": cursor} if cursor else {}),
+                      **({"user_id": user_id} if user_id else {})}
+            response = await client.get("/posts", params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            seen += [item["post_id"] for item in body["items"]]
+            if (cursor := body["next_cursor"]) is None:
+                break
+        assert seen == expected, query
+
+
+def test_search_has_its_turns_and_timeout_and_the_rest_keeps_answering(fresh_database, serve):
+    url = fresh_database()
+    assert run_cli("db", "upgrade", env=service_env(DATABASE_URL=url)).returncode == 0
+    server = serve(service_env(DATABASE_URL=url, SEARCH_MAX_CONCURRENCY="1",
+                               SEARCH_QUEUE_SECONDS="0.2", SEARCH_STATEMENT_TIMEOUT_MS="3000"))
+    base = server.base_url
+    assert httpx.get(f"{base}/posts", params={"q": "warm"}, timeout=10).status_code == 200
+
+    async def hold_posts(locked: threading.Event, release: threading.Event) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=asyncio.run, args=(hold_posts(locked, release),))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        first: dict[str, httpx.Response] = {}
+        searcher = threading.Thread(target=lambda: first.setdefault(
+            "response", httpx.get(f"{base}/posts", params={"q": "held"}, timeout=30)))
+        searcher.start()
+        wait_for_a_search_waiting_on_a_lock(url)
+
+        second = httpx.get(f"{base}/posts", params={"q": "other"}, timeout=10)
+        assert second.status_code == 503 and second.headers["Retry-After"] == "1"
+        assert second.json() == {"detail": "Too many searches in progress; retry later"}
+        created = httpx.post(f"{base}/users", json={"name": "meanwhile"}, timeout=10)
+        assert created.status_code == 201
+        assert httpx.get(f"{base}/users/{created.json()['id']}", timeout=10).status_code == 200
+
+        searcher.join(30)  # the held search runs into its own timeout, while posts stays locked
+        assert first["response"].status_code == 503, first["response"].text
+        assert first["response"].headers["Retry-After"] == "5"
+        assert first["response"].json() == {"detail": "The search took too long; retry later"}
+    finally:
+        release.set()
+        holder.join(10)
+    assert httpx.get(f"{base}/posts", params={"q": "meanwhile"}, timeout=10).status_code == 200
+    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'searches_refused_total{reason="busy"} 1.0' in metrics
+    assert 'searches_refused_total{reason="timeout"} 1.0' in metrics
+
+
+def wait_for_a_search_waiting_on_a_lock(url: str, timeout: float = 10) -> None:
+    async def waiting() -> bool:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wiki-service' "
+                "AND wait_event_type = 'Lock' AND query LIKE '%websearch_to_tsquery%'") > 0
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(waiting()):
+        assert time.monotonic() < deadline, "the first search never reached the lock"
+        time.sleep(0.05)
