@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     db_echo: bool = False
 
     # Bulkheads: searches at once per process, how long one waits for its turn, its own timeout.
-    search_max_concurrency: PositiveInt = 2
+    search_max_concurrency: PositiveInt = 1
     search_queue_seconds: float = Field(0.1, ge=0, le=60)
     search_statement_timeout_ms: int = Field(2000, ge=1)
 

@@ -83,14 +83,19 @@ SPARSE_SQL = f"""
 
 def _buckets_sql() -> str:
     bits = SEARCH_BUCKET_BITS
-    # The id range bounds every other plan the planner could pick to one bucket, too.
+    # The id range bounds every other plan the planner could pick to one bucket, too. OFFSET 0
+    # keeps the user's filter out of the bucket's scan: through the user's index an empty
+    # bucket would cost all their posts in it, through the GIN index alone next to nothing.
     return f"""
         SELECT found.* FROM generate_series($1::bigint >> {bits}, 0, -1) AS bucket,
         LATERAL (
-            SELECT {COLUMNS} FROM posts
-            WHERE (id >> {bits}) = bucket AND id >= bucket << {bits}
-              AND id < least($1, (bucket + 1) << {bits}) AND search @@ {TSQUERY} AND {USER}
-            ORDER BY id DESC LIMIT $4
+            SELECT * FROM (
+                SELECT {COLUMNS} FROM posts
+                WHERE (id >> {bits}) = bucket AND id >= bucket << {bits}
+                  AND id < least($1, (bucket + 1) << {bits}) AND search @@ {TSQUERY}
+                OFFSET 0
+            ) in_bucket
+            WHERE {USER} ORDER BY id DESC LIMIT $4
         ) found
         LIMIT $4"""
 
