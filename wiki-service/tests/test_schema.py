@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import httpx
 
-from tests.conftest import SERVICE_DIR, run_cli, service_env
+from tests.conftest import SERVICE_DIR, admin_execute, run_cli, service_env
 
 
 def test_concurrent_upgrades_all_succeed(fresh_database):
@@ -149,7 +149,7 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
                                "command.upgrade(alembic_config(), '0002')"],
         cwd=SERVICE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert to_0002.returncode == 0, to_0002.stderr
-    asyncio.run(execute(url, "INSERT INTO users (name) VALUES ('author')",
+    asyncio.run(admin_execute(url, "INSERT INTO users (name) VALUES ('author')",
                         "INSERT INTO posts (user_id, content) SELECT 1, 'post number ' || i || "
                         "CASE WHEN i % 25000 = 0 THEN ' needle' ELSE '' END "
                         "FROM generate_series(1, 100001) AS i"))
@@ -180,15 +180,6 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
     assert search.status_code == 200, server.output()[-3000:]
     assert [item["content"] for item in search.json()["items"]] == [
         "written needle", *(f"post number {i} needle" for i in (100000, 75000, 50000, 25000))]
-
-
-async def execute(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def fetch(url: str, sql: str) -> list[tuple]:

@@ -397,6 +397,10 @@ def test_search_index_later_then_built_while_the_service_serves(
     assert query(url, "SELECT count(*) FROM posts WHERE search IS NOT NULL")[0][0] == 0
     assert schema_of(url) == [part for part in schema_of(db_url) if part[0] != "posts_search_idx"]
     assert search_statistics(url) == {"posts.search": False}  # ANALYZEd before the fill
+    # The trigger, dropped for the COPY, is back: the service's posts get their tsvector.
+    assert query(url, "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
+                      "AND NOT tgisinternal") == query(db_url, "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                                                       "WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal")
 
     server = serve(env_for(url))
     search = httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)

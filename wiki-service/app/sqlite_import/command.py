@@ -261,11 +261,12 @@ class Migration:
             started = time.monotonic()
             transaction = conn.transaction()
             await transaction.start()
-            self.fast = await load.begin_fast_load(conn, fill_search=self.args.search_index == "now")
-            if self.fast:
+            restore = await load.begin_fast_load(conn, fill_search=self.args.search_index == "now")
+            self.fast = restore is not None
+            if restore is not None:
                 await self.fast_load(conn)
                 key_started = time.monotonic()
-                await load.finish_fast_load(conn)
+                await load.finish_fast_load(conn, restore)
                 self.timings["primary keys"] = time.monotonic() - key_started
                 await transaction.commit()
                 self.timings["copy and keys"] = time.monotonic() - started

@@ -42,7 +42,7 @@ SERVER_SETTINGS = {
     "statement_timeout": "0",
 }
 
-# Migration 0003's trigger, which sets posts.search: off for a load that leaves search for later.
+# Migration 0003's trigger, which sets posts.search: gone during a load that leaves it for later.
 SEARCH_TRIGGER = "posts_search_fill"
 # The migrations' foreign key, as pg_get_constraintdef shows it.
 FOREIGN_KEY = "posts_user_id_fkey"
@@ -108,18 +108,20 @@ async def build_schema_parts(dsn: str, parts: list[str], *, analyze: bool = Fals
     return took
 
 
-async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> bool:
+async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> list[str] | None:
     """In an open transaction: lock both tables; if both are empty, get them ready for COPY.
-    Without fill_search, COPY leaves posts.search NULL (the trigger is off until commit).
 
-    Returns False (and changes nothing) when either table already has rows.
+    Returns None (and changes nothing) when either table already has rows, else what
+    finish_fast_load puts back. Without fill_search, that is the search trigger, dropped so
+    that COPY leaves posts.search NULL: a disabled row trigger would still cost COPY its
+    multi-row inserts.
     """
     await conn.execute("LOCK TABLE users, posts IN ACCESS EXCLUSIVE MODE")
     empty = await conn.fetchval(
         "SELECT NOT EXISTS (SELECT FROM users) AND NOT EXISTS (SELECT FROM posts)"
     )
     if not empty:
-        return False
+        return None
     # TRUNCATE (of empty tables) in this transaction lets COPY write frozen rows.
     await conn.execute("TRUNCATE users, posts")
     await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT {FOREIGN_KEY}")
@@ -127,19 +129,24 @@ async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> boo
         await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key}")
     for name in SECONDARY_INDEXES:
         await conn.execute(f"DROP INDEX IF EXISTS {name}")  # absent when a fill was left for later
+    restore = []
     if not fill_search:
-        await conn.execute(f"ALTER TABLE posts DISABLE TRIGGER {SEARCH_TRIGGER}")
-    return True
+        restore.append(await conn.fetchval(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
+            "AND tgname = $1", SEARCH_TRIGGER))
+        await conn.execute(f"DROP TRIGGER {SEARCH_TRIGGER} ON posts")
+    return restore
 
 
-async def finish_fast_load(conn: asyncpg.Connection) -> None:
+async def finish_fast_load(conn: asyncpg.Connection, restore: list[str]) -> None:
     """In the load's transaction, after COPY: the primary keys, and the key NOT VALID (the
     reader already made sure that every post's user landed; it is validated after the commit)."""
     await conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")  # sorts in memory
     for table, key in PRIMARY_KEYS.items():
         await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key} PRIMARY KEY (id)")
     await conn.execute(f"{FOREIGN_KEY_DDL} NOT VALID")
-    await conn.execute(f"ALTER TABLE posts ENABLE TRIGGER {SEARCH_TRIGGER}")
+    for statement in restore:
+        await conn.execute(statement)
 
 
 class Staging:
