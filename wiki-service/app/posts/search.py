@@ -44,31 +44,27 @@ COLUMNS = "id, content, user_id, created_time"
 TSQUERY = f"websearch_to_tsquery('{SEARCH_CONFIG}', $2)"
 # force_custom_plan: a prepared search must be planned for its own words and cursor, never
 # from a generic plan that guessed them. No JIT: compiling costs more than these queries.
-SEARCH_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off; " \
-                  "SET LOCAL max_parallel_workers_per_gather = 0"
+SEARCH_SETTINGS = ("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off; "
+                   "SET LOCAL max_parallel_workers_per_gather = 0")
 
-
-# $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many (and the probe's
-# $5 how many posts it reads). Custom plans fold
-# `$3 IS NULL` away, so each search is planned for exactly its filter.
+# $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many; the probe's $5 is
+# how many posts it reads. Custom plans fold `$3 IS NULL` away, so each search is planned for
+# exactly its filter.
 USER = "($3::bigint IS NULL OR user_id = $3)"
+_BITS = SEARCH_BUCKET_BITS
 
-
-def _probe_sql() -> str:
-    # One row at least (the probe's size and lowest id), then one per hit.
-    return f"""
-        WITH probe AS MATERIALIZED (
-            SELECT {COLUMNS}, search FROM posts WHERE id < $1 AND {USER}
-            ORDER BY id DESC LIMIT $5
-        ), hits AS (
-            SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
-        )
-        SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes,
-               querytree({TSQUERY}) = 'T' AS negative_only
-        FROM (SELECT count(*) AS probed, min(id) AS lowest FROM probe) s
-        LEFT JOIN hits ON true
-        ORDER BY hits.id DESC"""
-
+# One row at least (the probe's size and lowest id), then one per hit.
+PROBE_SQL = f"""
+    WITH probe AS MATERIALIZED (
+        SELECT {COLUMNS}, search FROM posts WHERE id < $1 AND {USER} ORDER BY id DESC LIMIT $5
+    ), hits AS (
+        SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
+    )
+    SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes,
+           querytree({TSQUERY}) = 'T' AS negative_only
+    FROM (SELECT count(*) AS probed, min(id) AS lowest FROM probe) s
+    LEFT JOIN hits ON true
+    ORDER BY hits.id DESC"""
 
 WALK_SQL = (f"SELECT {COLUMNS} FROM posts WHERE id < $1 AND {USER} AND search @@ {TSQUERY} "
             f"ORDER BY id DESC LIMIT $4")
@@ -81,26 +77,21 @@ SPARSE_SQL = f"""
     SELECT * FROM matches WHERE {USER} ORDER BY id DESC LIMIT $4"""
 
 
-def _buckets_sql() -> str:
-    bits = SEARCH_BUCKET_BITS
-    # The id range bounds every other plan the planner could pick to one bucket, too. OFFSET 0
-    # keeps the user's filter out of the bucket's scan: through the user's index an empty
-    # bucket would cost all their posts in it, through the GIN index alone next to nothing.
-    return f"""
-        SELECT found.* FROM generate_series($1::bigint >> {bits}, 0, -1) AS bucket,
-        LATERAL (
-            SELECT * FROM (
-                SELECT {COLUMNS} FROM posts
-                WHERE (id >> {bits}) = bucket AND id >= bucket << {bits}
-                  AND id < least($1, (bucket + 1) << {bits}) AND search @@ {TSQUERY}
-                OFFSET 0
-            ) in_bucket
-            WHERE {USER} ORDER BY id DESC LIMIT $4
-        ) found
-        LIMIT $4"""
-
-
-PROBE_SQL, BUCKETS_SQL = _probe_sql(), _buckets_sql()
+# The id range bounds every other plan the planner could pick to one bucket, too. OFFSET 0
+# keeps the user's filter out of the bucket's scan: through the user's index an empty bucket
+# would cost all their posts in it, through the GIN index alone next to nothing.
+BUCKETS_SQL = f"""
+    SELECT found.* FROM generate_series($1::bigint >> {_BITS}, 0, -1) AS bucket,
+    LATERAL (
+        SELECT * FROM (
+            SELECT {COLUMNS} FROM posts
+            WHERE (id >> {_BITS}) = bucket AND id >= bucket << {_BITS}
+              AND id < least($1, (bucket + 1) << {_BITS}) AND search @@ {TSQUERY}
+            OFFSET 0
+        ) in_bucket
+        WHERE {USER} ORDER BY id DESC LIMIT $4
+    ) found
+    LIMIT $4"""
 ESTIMATE_SQL = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts WHERE id < $1 AND search @@ {TSQUERY}"
 
 
