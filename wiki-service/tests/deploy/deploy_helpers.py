@@ -19,8 +19,8 @@ RELEASE = "wiki"
 NAMESPACE = "wiki-test"
 
 # kinds whose schemas are CRDs, not part of Kubernetes: kubernetes-validate has none for them
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitor", "Cluster", "Pooler", "ScheduledBackup"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
 
 
 def find_tool(name: str, env_var: str) -> str:
@@ -88,20 +88,22 @@ def one(objects: list[dict], kind: str, component: str | None = None) -> dict:
 
 
 def pod_spec(obj: dict) -> dict | None:
-    kind = obj["kind"]
-    if kind == "Pod":
-        return obj["spec"]
-    if kind in {"Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"}:
-        return obj["spec"]["template"]["spec"]
-    if kind == "CronJob":
-        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if obj["kind"] in {"Pod", "Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet", "ReplicaSet"}:
+        return pod_template(obj)["spec"]
     return None
 
 
-def pod_labels(obj: dict) -> dict:
+def pod_template(obj: dict) -> dict:
+    """The pod (template) of a workload: the object itself for a Pod."""
     if obj["kind"] == "Pod":
-        return obj["metadata"].get("labels", {})
-    return obj["spec"]["template"]["metadata"].get("labels", {})
+        return obj
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def pod_labels(obj: dict) -> dict:
+    return pod_template(obj)["metadata"].get("labels", {})
 
 
 def containers(obj: dict) -> Iterator[tuple[str, dict]]:

@@ -87,9 +87,9 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
 
 @pytest.mark.parametrize("values_file,sets", [
     (None, {}),
-    # password mounted as a file, and two workers (Prometheus multiprocess dir under /tmp)
-    (CHART / "ci" / "password-file-values.yaml", {"config.workers": 2}),
-], ids=["chart-defaults", "password-file-2-workers"])
+    # password as an env var, and two workers (Prometheus multiprocess dir under /tmp)
+    (CHART / "ci" / "password-env-values.yaml", {"config.workers": 2}),
+], ids=["chart-defaults", "password-env-2-workers"])
 def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin_url, tmp_path):
     assert SERVICE_BIN.exists(), f"{SERVICE_BIN} missing: pip install ./wiki-service into this venv"
     suffix = uuid.uuid4().hex[:10]
