@@ -18,6 +18,7 @@ import pytest
 
 from app.embedded import EmbeddedPostgres, _bin_dir
 from deploy_helpers import CHART, by_kind, containers, one, pod_spec, render, resolve_env
+from tests.conftest import admin_execute
 
 BACKUP = CHART / "ci" / "backup-values.yaml"
 SERVICE_BIN = Path(sys.executable).parent / "wiki-service"
@@ -52,15 +53,6 @@ def test_backup_cronjob_shape():
     # the restore Job reads the same volume
     assert [v for v in pod_spec(restore)["volumes"] if "persistentVolumeClaim" in v][0]["persistentVolumeClaim"]["claimName"] == claim
     assert not by_kind(render(), "CronJob")
-
-
-async def _sql(url: str, *statements: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def _snapshot(url: str) -> dict:
@@ -121,7 +113,7 @@ def _prepare_database(server: EmbeddedPostgres, user: str, database: str, passwo
     """What the bundled PostgreSQL and the migration init containers leave: the app's role owning
     its database, migrated to head."""
     quoted = password.replace("'", "''")
-    asyncio.run(_sql(server.url(), f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
+    asyncio.run(admin_execute(server.url(), f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
                      f'CREATE DATABASE "{database}" OWNER "{user}"'))
     url = f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "DATABASE_URL": url}
@@ -138,7 +130,7 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
     app_url = lambda server: f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"  # noqa: E731
 
     _prepare_database(source, user, database, password, tmp_path)
-    asyncio.run(_sql(
+    asyncio.run(admin_execute(
         app_url(source),
         "INSERT INTO users (name) SELECT 'user ' || g || ' ünïcødé ''quoted''' FROM generate_series(1, 600) g",
         "INSERT INTO posts (user_id, content) SELECT 1 + (g % 600), repeat('post ' || g || E'\\n', 1 + g % 7) "

@@ -54,7 +54,9 @@ def test_crds_only_when_enabled():
 
 def test_schema_rejects_typos():
     for sets in ({"replicaCont": 3}, {"config.db.poolSze": 3}, {"postgresql.maxConection": 5},
-                 {"image.pullPolicy": "Sometimes"}):
+                 {"image.pullPolicy": "Sometimes"}, {"cloudnativepg.poolr.enabled": True},
+                 {"backup.retension": 3}, {"backup.restore.file": "../etc/passwd"},
+                 {"cloudnativepg.scheduledBackup.schedule": "0 3 * * *"}):
         proc = render_text(sets=sets, check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, (sets, proc.stderr)
 
