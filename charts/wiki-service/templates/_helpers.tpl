@@ -55,12 +55,17 @@ app.kubernetes.io/component: {{ . }}
 {{- .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
-{{- define "wiki-service.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* repository@digest when a digest is set, else repository:tag. Pass (dict "image" values "tag" tag). */}}
+{{- define "wiki-service.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (include "wiki-service.imageTag" .) }}
+{{- printf "%s:%s" .image.repository .tag }}
 {{- end }}
+{{- end }}
+
+{{- define "wiki-service.image" -}}
+{{- include "wiki-service.imageRef" (dict "image" .Values.image "tag" (include "wiki-service.imageTag" .)) }}
 {{- end }}
 
 {{- define "wiki-service.postgresql.fullname" -}}
@@ -73,49 +78,109 @@ app.kubernetes.io/component: {{ . }}
 
 {{/* ---- Database connection ---------------------------------------------------------- */}}
 
-{{- define "wiki-service.db.host" -}}
-{{- if .Values.postgresql.enabled }}
-{{- include "wiki-service.postgresql.fullname" . }}
+{{/* Name of the CloudNativePG Cluster (its Services are <name>-rw/-ro/-r, its owner Secret <name>-app). */}}
+{{- define "wiki-service.cnpg.clusterName" -}}
+{{- .Values.cloudnativepg.clusterName | default (printf "%s-db" (include "wiki-service.fullname" .)) | trunc 50 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of the CloudNativePG Pooler, which is also the name of its Service. */}}
+{{- define "wiki-service.cnpg.poolerName" -}}
+{{- printf "%s-pooler-rw" (include "wiki-service.cnpg.clusterName" .) }}
+{{- end }}
+
+{{/* The one place that decides how the app reaches its database, for every mode
+     (bundled / external / cnpg / cnpg+pooler). YAML; read it with
+     `include "wiki-service.db" . | fromYaml`. Keys: mode; host, port (what the app connects to);
+     pooled (a PgBouncer in transaction mode in between: no prepared statements) and then
+     directHost (migrations go straight to the primary: session advisory locks and
+     CREATE INDEX CONCURRENTLY need a session); database, user; secretName, secretKey;
+     chartSecret (the chart renders that Secret); budget (the server the connection budget guards). */}}
+{{- define "wiki-service.db" -}}
+{{- $v := .Values -}}
+{{- if $v.postgresql.enabled -}}
+{{- $auth := $v.postgresql.auth -}}
+mode: bundled
+host: {{ include "wiki-service.postgresql.fullname" . }}
+port: {{ int $v.postgresql.service.port }}
+database: {{ $auth.database | quote }}
+user: {{ $auth.username | quote }}
+secretName: {{ $auth.existingSecret | default (include "wiki-service.fullname" .) }}
+secretKey: {{ ternary $auth.existingSecretPasswordKey "password" (ne $auth.existingSecret "") | quote }}
+chartSecret: {{ eq $auth.existingSecret "" }}
+budget: {key: postgresql, maxConnections: {{ int $v.postgresql.maxConnections }}, reservedConnections: {{ int $v.postgresql.reservedConnections }}}
+{{- else if $v.cloudnativepg.enabled -}}
+{{- $cnpg := $v.cloudnativepg -}}
+{{- $cluster := include "wiki-service.cnpg.clusterName" . -}}
+mode: cnpg
+{{- if $cnpg.pooler.enabled }}
+host: {{ include "wiki-service.cnpg.poolerName" . }}
+pooled: true
+directHost: {{ printf "%s-rw" $cluster }}
 {{- else }}
-{{- required "externalDatabase.host is required when postgresql.enabled=false" .Values.externalDatabase.host }}
+host: {{ printf "%s-rw" $cluster }}
+{{- end }}
+port: 5432
+database: {{ $cnpg.database | quote }}
+user: {{ $cnpg.owner | quote }}
+{{- /* The operator creates <cluster>-app (basic-auth) for the owner unless initdb gets a Secret. */}}
+secretName: {{ $cnpg.existingSecret | default (printf "%s-app" $cluster) }}
+secretKey: password
+chartSecret: false
+budget: {key: cloudnativepg, maxConnections: {{ int $cnpg.maxConnections }}, reservedConnections: {{ int $cnpg.reservedConnections }}}
+{{- else -}}
+{{- $ext := $v.externalDatabase -}}
+mode: external
+host: {{ required "externalDatabase.host is required when postgresql.enabled=false" $ext.host | quote }}
+port: {{ int $ext.port }}
+database: {{ $ext.database | quote }}
+user: {{ $ext.user | quote }}
+secretName: {{ $ext.existingSecret | default (include "wiki-service.fullname" .) }}
+secretKey: {{ ternary $ext.existingSecretPasswordKey "password" (ne $ext.existingSecret "") | quote }}
+chartSecret: {{ eq $ext.existingSecret "" }}
+budget: {key: externalDatabase, maxConnections: {{ int $ext.maxConnections }}, reservedConnections: {{ int $ext.reservedConnections }}}
 {{- end }}
 {{- end }}
 
-{{- define "wiki-service.db.port" -}}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.service.port }}{{ else }}{{ .Values.externalDatabase.port }}{{ end }}
-{{- end }}
-
-{{- define "wiki-service.db.name" -}}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.database }}{{ else }}{{ .Values.externalDatabase.database }}{{ end }}
-{{- end }}
-
-{{- define "wiki-service.db.user" -}}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.username }}{{ else }}{{ .Values.externalDatabase.user }}{{ end }}
-{{- end }}
-
-{{/* The user-managed Secret, if any. */}}
-{{- define "wiki-service.db.existingSecret" -}}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.existingSecret }}{{ else }}{{ .Values.externalDatabase.existingSecret }}{{ end }}
-{{- end }}
-
-{{/* Name of the Secret holding the database password (ours or existingSecret). */}}
 {{- define "wiki-service.db.secretName" -}}
-{{- include "wiki-service.db.existingSecret" . | default (include "wiki-service.fullname" .) }}
+{{- (include "wiki-service.db" . | fromYaml).secretName }}
 {{- end }}
 
 {{- define "wiki-service.db.secretKey" -}}
-{{- if include "wiki-service.db.existingSecret" . }}
-{{- if .Values.postgresql.enabled }}{{ .Values.postgresql.auth.existingSecretPasswordKey }}{{ else }}{{ .Values.externalDatabase.existingSecretPasswordKey }}{{ end }}
-{{- else }}password{{ end }}
+{{- (include "wiki-service.db" . | fromYaml).secretKey }}
+{{- end }}
+
+{{/* checksum/secret pod annotation: the chart's Secret content, else the name of the one it uses. */}}
+{{- define "wiki-service.db.secretChecksum" -}}
+{{- $db := include "wiki-service.db" . | fromYaml -}}
+{{- if $db.chartSecret }}
+{{- include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- else }}
+{{- $db.secretName | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* configData for migrations: straight to the primary when the app goes through a pooler. */}}
+{{- define "wiki-service.migrationConfigData" -}}
+{{- $data := include "wiki-service.configData" . | fromYaml }}
+{{- $db := include "wiki-service.db" . | fromYaml -}}
+{{- if $db.pooled }}
+{{- $_ := set $data "DB_HOST" $db.directHost }}
+{{- $_ := unset $data "DB_PREPARED_STATEMENTS" }}
+{{- end }}
+{{- toYaml $data }}
 {{- end }}
 
 {{/* Non-secret settings: the ConfigMap's data, and the hook Job's env (the Job runs before
      pre-upgrade changes are applied, so it cannot rely on the ConfigMap being current). */}}
 {{- define "wiki-service.configData" -}}
-DB_HOST: {{ include "wiki-service.db.host" . | quote }}
-DB_PORT: {{ include "wiki-service.db.port" . | quote }}
-DB_NAME: {{ include "wiki-service.db.name" . | quote }}
-DB_USER: {{ include "wiki-service.db.user" . | quote }}
+{{- $db := include "wiki-service.db" . | fromYaml -}}
+DB_HOST: {{ $db.host | quote }}
+DB_PORT: {{ $db.port | quote }}
+DB_NAME: {{ $db.database | quote }}
+DB_USER: {{ $db.user | quote }}
+{{- if $db.pooled }}
+DB_PREPARED_STATEMENTS: "false"
+{{- end }}
 DB_POOL_SIZE: {{ .Values.config.db.poolSize | quote }}
 DB_MAX_OVERFLOW: {{ .Values.config.db.maxOverflow | quote }}
 DB_POOL_TIMEOUT: {{ .Values.config.db.poolTimeout | quote }}
@@ -158,6 +223,19 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 {{- end }}
 {{- end }}
 
+{{/* Env of the migration init container and hook Job: values inline, since in pre-upgrade
+     the ConfigMap still holds the previous revision's values. */}}
+{{- define "wiki-service.migrationEnv" -}}
+{{- range $k, $v := (include "wiki-service.migrationConfigData" . | fromYaml) }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{ include "wiki-service.db.passwordEnv" . }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* Migration command; waits for the database first so pods and the Job survive a cold start. */}}
 {{- define "wiki-service.migrationCommand" -}}
 - /bin/sh
@@ -173,8 +251,12 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 
 {{/* ---- Guards --------------------------------------------------------------------------- */}}
 
-{{/* Worst-case PostgreSQL connections must fit in max_connections minus the reserve. */}}
+{{/* Worst-case PostgreSQL connections must fit in max_connections minus the reserve of the server
+     the app connects to; behind the CloudNativePG Pooler, the app's connections must fit in one
+     PgBouncer (kube-proxy may send them all to one) and the poolers' server connections plus the
+     migrations must fit in the Cluster. */}}
 {{- define "wiki-service.validate.connectionBudget" -}}
+{{- $db := include "wiki-service.db" . | fromYaml -}}
 {{- $pods := int .Values.replicaCount }}
 {{- if .Values.autoscaling.enabled }}{{ $pods = int .Values.autoscaling.maxReplicas }}{{ end }}
 {{- $surge := 0 }}
@@ -189,25 +271,43 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 {{- $workers := int .Values.config.workers }}
 {{- $perWorker := add .Values.config.db.poolSize .Values.config.db.maxOverflow }}
 {{- $app := mul $peak $perWorker $workers }}
-{{- /* 1 per init container (counted although it exits before the app opens its pool) + 1 for the Job */}}
+{{- /* 1 per init container (counted although it exits before the app opens its pool) + 1 for the Job + 1 for a backup */}}
 {{- $migrations := 0 }}
 {{- if .Values.migrations.initContainer.enabled }}{{ $migrations = add $migrations $peak }}{{ end }}
 {{- if .Values.migrations.job.enabled }}{{ $migrations = add $migrations 1 }}{{ end }}
-{{- $max := 0 }}{{ $reserved := 0 }}{{ $key := "" }}
-{{- if .Values.postgresql.enabled }}
-{{- $max = int .Values.postgresql.maxConnections }}{{ $reserved = int .Values.postgresql.reservedConnections }}{{ $key = "postgresql" }}
-{{- else }}
-{{- $max = int .Values.externalDatabase.maxConnections }}{{ $reserved = int .Values.externalDatabase.reservedConnections }}{{ $key = "externalDatabase" }}
-{{- end }}
+{{- if .Values.backup.enabled }}{{ $migrations = add $migrations 1 }}{{ end }}
+{{- $key := $db.budget.key }}
+{{- $max := int $db.budget.maxConnections }}
+{{- $reserved := int $db.budget.reservedConnections }}
 {{- $budget := sub $max $reserved }}
+{{- $appText := printf "%d pods (incl. %d surge) x (poolSize %d + maxOverflow %d) x %d workers" $peak $surge (int .Values.config.db.poolSize) (int .Values.config.db.maxOverflow) $workers }}
+{{- if $db.pooled }}
+{{- $pooler := .Values.cloudnativepg.pooler }}
+{{- if gt $app (int $pooler.maxClientConnections) }}
+{{- fail (printf "connection budget exceeded: %s = %d client connections, but cloudnativepg.pooler.maxClientConnections allows %d per PgBouncer. Lower replicaCount/autoscaling.maxReplicas, config.db.poolSize/maxOverflow or config.workers, or raise cloudnativepg.pooler.maxClientConnections." $appText $app (int $pooler.maxClientConnections)) }}
+{{- end }}
+{{- $server := mul (int $pooler.instances) (add $pooler.defaultPoolSize $pooler.reservePoolSize) }}
+{{- $total := add $server $migrations }}
+{{- if gt $total $budget }}
+{{- fail (printf "connection budget exceeded: %d PgBouncers x (defaultPoolSize %d + reservePoolSize %d) + %d migration/backup connections = %d, but cloudnativepg.maxConnections %d - reservedConnections %d allows %d. Lower cloudnativepg.pooler.instances or its pool sizes, or raise cloudnativepg.maxConnections." (int $pooler.instances) (int $pooler.defaultPoolSize) (int $pooler.reservePoolSize) $migrations $total $max $reserved $budget) }}
+{{- end }}
+{{- else }}
 {{- $total := add $app $migrations }}
 {{- if gt $total $budget }}
-{{- fail (printf "connection budget exceeded: %d pods (incl. %d surge) x (poolSize %d + maxOverflow %d) x %d workers + %d migration connections = %d, but %s.maxConnections %d - reservedConnections %d allows %d. Lower replicaCount/autoscaling.maxReplicas, config.db.poolSize/maxOverflow or config.workers, or raise %s.maxConnections." $peak $surge (int .Values.config.db.poolSize) (int .Values.config.db.maxOverflow) $workers $migrations $total $key $max $reserved $budget $key) }}
+{{- fail (printf "connection budget exceeded: %s + %d migration/backup connections = %d, but %s.maxConnections %d - reservedConnections %d allows %d. Lower replicaCount/autoscaling.maxReplicas, config.db.poolSize/maxOverflow or config.workers, or raise %s.maxConnections." $appText $migrations $total $key $max $reserved $budget $key) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
 {{- define "wiki-service.validate" -}}
-{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) (not .Values.externalDatabase.password) }}
+{{- $mode := (include "wiki-service.db" . | fromYaml).mode }}
+{{- if and .Values.postgresql.enabled .Values.cloudnativepg.enabled }}
+{{- fail "cloudnativepg.enabled needs postgresql.enabled=false (the chart runs one database)" }}
+{{- end }}
+{{- if and (eq $mode "cnpg") .Values.backup.enabled }}
+{{- fail "backup.enabled is for the bundled or an external PostgreSQL; with CloudNativePG use cloudnativepg.scheduledBackup" }}
+{{- end }}
+{{- if and (eq $mode "external") (not .Values.externalDatabase.existingSecret) (not .Values.externalDatabase.password) }}
 {{- fail "externalDatabase.password or externalDatabase.existingSecret is required when postgresql.enabled=false" }}
 {{- end }}
 {{- if and .Values.postgresql.enabled (eq (toString .Values.postgresql.auth.password) "postgres") }}
@@ -225,4 +325,116 @@ WEB_CONCURRENCY: {{ .Values.config.workers | quote }}
 {{/* Effective minimum replicas, for the PodDisruptionBudget. */}}
 {{- define "wiki-service.minReplicas" -}}
 {{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* ---- Backups (pg_dump) ------------------------------------------------------------------ */}}
+
+{{- define "wiki-service.backup.fullname" -}}
+{{- printf "%s-backup" (include "wiki-service.fullname" .) | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Shell lines both backup scripts start with: fail fast, and the password from the Secret
+     (env or mounted file) into libpq's PGPASSWORD inside the process only. */}}
+{{- define "wiki-service.backup.preamble" -}}
+set -eu
+PGPASSWORD="${DB_PASSWORD:-$(cat "$DB_PASSWORD_FILE")}"
+export PGPASSWORD
+# dumps are <database>-<UTC time>.dump: names sort by age
+dumps() { ls -1 "$BACKUP_DIR" | grep -E "^${PGDATABASE}-[0-9]{8}T[0-9]{6}Z\.dump$" | sort; }
+{{- end }}
+
+{{/* The CronJob's script: a custom-format dump written under a temporary name and renamed when
+     complete, then all but the newest BACKUP_RETENTION dumps deleted. */}}
+{{- define "wiki-service.backup.dumpScript" -}}
+{{ include "wiki-service.backup.preamble" . }}
+rm -f "$BACKUP_DIR"/.*.partial
+name="${PGDATABASE}-$(date -u +%Y%m%dT%H%M%SZ).dump"
+pg_dump --format=custom --no-password --file="$BACKUP_DIR/.$name.partial"
+mv "$BACKUP_DIR/.$name.partial" "$BACKUP_DIR/$name"
+echo "wrote $name ($(wc -c < "$BACKUP_DIR/$name") bytes)"
+dumps | sort -r | tail -n "+$((BACKUP_RETENTION + 1))" | while read -r old; do
+  rm -f -- "$BACKUP_DIR/$old"
+  echo "deleted $old (retention $BACKUP_RETENTION)"
+done
+{{- end }}
+
+{{/* The restore Job's script: RESTORE_FILE (default the newest dump) into the database, in one
+     transaction; existing objects are dropped first, ownership goes to the connecting user. */}}
+{{- define "wiki-service.backup.restoreScript" -}}
+{{ include "wiki-service.backup.preamble" . }}
+file="${RESTORE_FILE:-$(dumps | tail -n 1)}"
+if [ -z "$file" ] || [ ! -f "$BACKUP_DIR/$file" ]; then
+  echo "no dump ${file:-found} in $BACKUP_DIR" >&2
+  exit 1
+fi
+echo "restoring $file into $PGDATABASE at $PGHOST:$PGPORT"
+pg_restore --no-password --exit-on-error --single-transaction --clean --if-exists --no-owner \
+  --role="$PGUSER" --dbname="$PGDATABASE" "$BACKUP_DIR/$file"
+echo "restored $file"
+{{- end }}
+
+{{/* Pod spec of the backup CronJob and the restore Job. Pass (dict "ctx" $ "name" container-name
+     "script" shell-script). */}}
+{{- define "wiki-service.backup.podSpec" -}}
+{{- $ctx := .ctx -}}
+{{- $v := $ctx.Values -}}
+{{- $db := include "wiki-service.db" $ctx | fromYaml -}}
+restartPolicy: Never
+serviceAccountName: {{ include "wiki-service.serviceAccountName" $ctx }}
+automountServiceAccountToken: false
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $v.postgresql.podSecurityContext | nindent 2 }}
+containers:
+  - name: {{ .name }}
+    image: {{ include "wiki-service.imageRef" (dict "image" $v.backup.image "tag" $v.backup.image.tag) }}
+    imagePullPolicy: {{ $v.backup.image.pullPolicy }}
+    command:
+      - /bin/sh
+      - -c
+      - |
+        {{- .script | nindent 8 }}
+    env:
+      - name: PGHOST
+        value: {{ $db.directHost | default $db.host | quote }}
+      - name: PGPORT
+        value: {{ $db.port | quote }}
+      - name: PGDATABASE
+        value: {{ $db.database | quote }}
+      - name: PGUSER
+        value: {{ $db.user | quote }}
+      - name: BACKUP_DIR
+        value: /backups
+      - name: BACKUP_RETENTION
+        value: {{ $v.backup.retention | quote }}
+      {{- if eq .name "pg-restore" }}
+      - name: RESTORE_FILE
+        value: {{ $v.backup.restore.file | quote }}
+      {{- end }}
+      {{- include "wiki-service.db.passwordEnv" $ctx | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.postgresql.securityContext | nindent 6 }}
+    resources:
+      {{- toYaml $v.backup.resources | nindent 6 }}
+    volumeMounts:
+      - name: backups
+        mountPath: /backups
+      - name: tmp
+        mountPath: /tmp
+      {{- with include "wiki-service.db.passwordVolumeMount" $ctx }}
+      {{- . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: backups
+    persistentVolumeClaim:
+      claimName: {{ include "wiki-service.backup.fullname" $ctx }}
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+  {{- with include "wiki-service.db.passwordVolume" $ctx }}
+  {{- . | nindent 2 }}
+  {{- end }}
 {{- end }}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ RELEASE = "wiki"
 NAMESPACE = "wiki-test"
 
 # kinds whose schemas are CRDs, not part of Kubernetes: kubernetes-validate has none for them
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "PodMonitor", "Cluster", "Pooler", "ScheduledBackup"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
 
 
 def find_tool(name: str, env_var: str) -> str:
@@ -88,20 +89,22 @@ def one(objects: list[dict], kind: str, component: str | None = None) -> dict:
 
 
 def pod_spec(obj: dict) -> dict | None:
-    kind = obj["kind"]
-    if kind == "Pod":
-        return obj["spec"]
-    if kind in {"Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"}:
-        return obj["spec"]["template"]["spec"]
-    if kind == "CronJob":
-        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if obj["kind"] in {"Pod", "Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet", "ReplicaSet"}:
+        return pod_template(obj)["spec"]
     return None
 
 
-def pod_labels(obj: dict) -> dict:
+def pod_template(obj: dict) -> dict:
+    """The pod (template) of a workload: the object itself for a Pod."""
     if obj["kind"] == "Pod":
-        return obj["metadata"].get("labels", {})
-    return obj["spec"]["template"]["metadata"].get("labels", {})
+        return obj
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def pod_labels(obj: dict) -> dict:
+    return pod_template(obj)["metadata"].get("labels", {})
 
 
 def containers(obj: dict) -> Iterator[tuple[str, dict]]:
@@ -117,3 +120,51 @@ def containers(obj: dict) -> Iterator[tuple[str, dict]]:
 
 def scenario_id(path: Path | None) -> str:
     return "chart-defaults" if path is None else path.stem
+
+
+def resolve_env(pod: dict, container: dict, objects: list[dict], volume_root: Path) -> dict[str, str]:
+    """The container's environment as the kubelet would build it from the rendered objects,
+    with its volumes as directories under volume_root."""
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(objects, "ConfigMap")}
+    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+               for s in by_kind(objects, "Secret")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            data = configmaps[source["configMapRef"]["name"]]
+        else:
+            data = secrets[source["secretRef"]["name"]]
+        env.update({prefix + k: v for k, v in data.items()})
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+            continue
+        ref = var["valueFrom"]
+        if "configMapKeyRef" in ref:
+            env[var["name"]] = configmaps[ref["configMapKeyRef"]["name"]][ref["configMapKeyRef"]["key"]]
+        elif "secretKeyRef" in ref:
+            env[var["name"]] = secrets[ref["secretKeyRef"]["name"]][ref["secretKeyRef"]["key"]]
+        else:
+            pytest.fail(f"unsupported valueFrom in {var}")
+    # Volumes become local directories: Secret volumes hold their files, a PVC is the same
+    # directory for every pod that claims it; env values under a mount path are rewritten.
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    declared = dict(env)  # rewrite each value once, from what the manifest says
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "persistentVolumeClaim" in volume:
+            local = volume_root / "pvc" / volume["persistentVolumeClaim"]["claimName"]
+        else:
+            local = volume_root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        secret = volume.get("secret")
+        if secret is not None:
+            data = secrets[secret["secretName"]]
+            items = secret.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                (local / item["path"]).write_text(data[item["key"]])
+        for name, value in declared.items():
+            if value == mount["mountPath"] or value.startswith(mount["mountPath"].rstrip("/") + "/"):
+                env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")):]
+    return env

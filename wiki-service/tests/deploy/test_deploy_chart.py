@@ -49,12 +49,14 @@ def test_crds_only_when_enabled():
     defaults = {o["kind"] for o in render()}
     assert not defaults & CRD_KINDS
     ha = {o["kind"] for o in render(CHART / "ci" / "ha-values.yaml")}
-    assert CRD_KINDS <= ha
+    assert {"ServiceMonitor", "PrometheusRule"} <= ha
 
 
 def test_schema_rejects_typos():
     for sets in ({"replicaCont": 3}, {"config.db.poolSze": 3}, {"postgresql.maxConection": 5},
-                 {"image.pullPolicy": "Sometimes"}):
+                 {"image.pullPolicy": "Sometimes"}, {"cloudnativepg.poolr.enabled": True},
+                 {"backup.retension": 3}, {"backup.restore.file": "../etc/passwd"},
+                 {"cloudnativepg.scheduledBackup.schedule": "0 3 * * *"}):
         proc = render_text(sets=sets, check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, (sets, proc.stderr)
 
@@ -151,7 +153,7 @@ def test_postgresql_statefulset_shape():
     assert "pg_isready" in " ".join(pg["readinessProbe"]["exec"]["command"])
     env = {e["name"]: e for e in pg["env"]}
     assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
-    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == one(objects, "Secret")["metadata"]["name"]
+    assert env["POSTGRES_PASSWORD_FILE"]["value"].endswith("/password") and "POSTGRES_PASSWORD" not in env
     psc = sts["spec"]["template"]["spec"]["securityContext"]
     assert psc["runAsUser"] == 70 and psc["fsGroup"] == 70
     (vct,) = sts["spec"]["volumeClaimTemplates"]
@@ -212,15 +214,22 @@ def test_password_value_and_existing_secret():
     assert _secret_password(render(sets={"postgresql.auth.password": "s3cr3t-value"})) == "s3cr3t-value"
     proc = render_text(sets={"postgresql.auth.password": "postgres"}, check=False)
     assert proc.returncode != 0
-    objects = render(sets={"postgresql.auth.existingSecret": "mine", "postgresql.auth.existingSecretPasswordKey": "pw"})
+    sets = {"postgresql.auth.existingSecret": "mine", "postgresql.auth.existingSecretPasswordKey": "pw"}
+    objects = render(sets=sets)
     assert not by_kind(objects, "Secret")
+    pod = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["secretName"] == "mine" and vol["secret"]["items"] == [{"key": "pw", "path": "pw"}]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["DB_PASSWORD_FILE"]["value"].endswith("/pw")
+    objects = render(sets={**sets, "database.passwordAsFile": False})
     api = one(objects, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
     ref = next(e for e in api["env"] if e["name"] == "DB_PASSWORD")["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "mine", "key": "pw"}
 
 
-def test_password_as_file():
-    objects = render(CHART / "ci" / "password-file-values.yaml")
+def test_password_is_a_mounted_file_by_default():
+    objects = render()
     pod = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
     vol = next(v for v in pod["volumes"] if "secret" in v)
     assert vol["secret"]["secretName"] == one(objects, "Secret")["metadata"]["name"]
@@ -239,11 +248,35 @@ def test_password_as_file():
     assert vol in pg["volumes"]
 
 
+def test_password_as_env_var_when_asked():
+    objects = render(CHART / "ci" / "password-env-values.yaml")
+    secret = one(objects, "Secret")["metadata"]["name"]
+    for obj in objects:
+        for _, c in containers(obj):
+            names = {e["name"] for e in c.get("env", [])}
+            assert "DB_PASSWORD_FILE" not in names and "POSTGRES_PASSWORD_FILE" not in names, obj["metadata"]["name"]
+    api = one(objects, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    ref = next(e for e in api["env"] if e["name"] == "DB_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret, "key": "password"}
+
+
 def test_db_host_names_the_postgresql_service(scenario):
     values_file, objects = scenario
     cm = one(objects, "ConfigMap", "api")["data"]
     external = values_file is not None and values_file.stem == "external-db-values"
-    if external:
+    clusters = by_kind(objects, "Cluster")
+    if clusters:
+        # CloudNativePG: its Services are created by the operator, so they are not rendered
+        cluster = clusters[0]["metadata"]["name"]
+        poolers = by_kind(objects, "Pooler")
+        if poolers:
+            assert cm["DB_HOST"] == poolers[0]["metadata"]["name"]
+            assert poolers[0]["spec"]["cluster"]["name"] == cluster and poolers[0]["spec"]["type"] == "rw"
+        else:
+            assert cm["DB_HOST"] == f"{cluster}-rw"
+        assert cm["DB_PORT"] == "5432"
+        assert not by_kind(objects, "StatefulSet")
+    elif external:
         config = yaml.safe_load(values_file.read_text())["externalDatabase"]
         assert cm["DB_HOST"] == config["host"] and cm["DB_PORT"] == str(config["port"])
         assert not by_kind(objects, "StatefulSet")
@@ -266,6 +299,17 @@ def test_external_database_requires_host_and_password():
 
 def _matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A LabelSelector (matchLabels and the In/NotIn/Exists operators of matchExpressions)."""
+    for expr in selector.get("matchExpressions", []):
+        value, values = labels.get(expr["key"]), expr.get("values", [])
+        ok = {"In": value in values, "NotIn": value not in values,
+              "Exists": value is not None, "DoesNotExist": value is None}[expr["operator"]]
+        if not ok:
+            return False
+    return _matches(selector.get("matchLabels", {}), labels)
 
 
 def test_every_service_selects_one_workload_and_a_real_port(scenario):
@@ -317,11 +361,11 @@ def test_hpa_owns_replicas():
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
 
 
-def test_postgresql_accepts_only_app_and_migration_pods():
-    objects = render(CHART / "ci" / "ha-values.yaml")
+def test_postgresql_accepts_only_app_migration_and_backup_pods():
+    objects = render(CHART / "ci" / "backup-values.yaml", {"backup.restore.enabled": True})
     sts = one(objects, "StatefulSet", "database")
     (policy,) = [p for p in by_kind(objects, "NetworkPolicy")
-                 if _matches(p["spec"]["podSelector"]["matchLabels"], pod_labels(sts))]
+                 if _selects(p["spec"]["podSelector"], pod_labels(sts))]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     allowed = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
@@ -331,8 +375,34 @@ def test_postgresql_accepts_only_app_and_migration_pods():
             continue
         admitted = any(_matches(sel, pod_labels(obj)) for sel in allowed)
         component = pod_labels(obj)["app.kubernetes.io/component"]
-        assert admitted == (component in {"api", "migration"}), obj["metadata"]["name"]
+        assert admitted == (component in {"api", "migration", "backup"}), obj["metadata"]["name"]
+    assert {"backup"} <= {pod_labels(o)["app.kubernetes.io/component"] for o in objects if pod_spec(o)}
     assert rule["ports"] == [{"port": "postgresql", "protocol": "TCP"}]
+
+
+def test_network_policy_on_by_default_and_ingress_only():
+    objects = render()
+    policies = by_kind(objects, "NetworkPolicy")
+    for policy in policies:
+        # no egress rules: DNS, an external database and the operator keep working
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # every pod of the release is covered; each by exactly one policy
+    for obj in objects:
+        if pod_spec(obj) is None:
+            continue
+        covering = [p for p in policies if _selects(p["spec"]["podSelector"], pod_labels(obj))]
+        assert len(covering) == 1, (obj["metadata"]["name"], [p["metadata"]["name"] for p in covering])
+        component = pod_labels(obj)["app.kubernetes.io/component"]
+        if component in {"migration", "test"}:
+            assert not covering[0]["spec"].get("ingress"), "pods that serve nothing accept nothing"
+        if component == "api":
+            # the API port is open to any peer unless apiIngressFrom narrows it
+            assert covering[0]["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    extra = {"podSelector": {"matchLabels": {"app": "exporter"}}}
+    objects = render(sets={"networkPolicy.databaseIngressFrom[0].podSelector.matchLabels.app": "exporter"})
+    db = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"].endswith("-postgresql"))
+    assert extra in db["spec"]["ingress"][0]["from"]
+    assert not by_kind(render(CHART / "ci" / "password-env-values.yaml"), "NetworkPolicy")
 
 
 # -- connection budget ----------------------------------------------------------------------
@@ -350,13 +420,30 @@ def test_connection_budget_fails_with_a_clear_message():
 
 
 def test_connection_budget_arithmetic():
-    # 2 replicas + 1 surge = 3 pods x (10 + 20) x 1 worker + 3 init containers + 1 Job = 94
-    assert render_text(sets={"postgresql.maxConnections": 104}, check=False).returncode == 0
-    proc = render_text(sets={"postgresql.maxConnections": 103}, check=False)
-    assert proc.returncode != 0 and "= 94" in proc.stderr
+    # 2 replicas + 1 surge = 3 pods x (10 + 10) x 1 worker + 3 init containers + 1 Job = 64
+    assert render_text(sets={"postgresql.maxConnections": 74}, check=False).returncode == 0
+    proc = render_text(sets={"postgresql.maxConnections": 73}, check=False)
+    assert proc.returncode != 0 and "= 64" in proc.stderr
     # a percentage surge rounds up: ceil(2 * 25%) = 1 -> same total
-    assert render_text(sets={"postgresql.maxConnections": 104, "strategy.maxSurge": "25%"},
+    assert render_text(sets={"postgresql.maxConnections": 74, "strategy.maxSurge": "25%"},
                        check=False).returncode == 0
+    # a backup CronJob holds one more connection while it runs
+    proc = render_text(sets={"postgresql.maxConnections": 74, "backup.enabled": True}, check=False)
+    assert proc.returncode != 0 and "= 65" in proc.stderr
+
+
+def test_default_external_database_install_renders():
+    """The install most users try first (issue 14): a stock PostgreSQL (max_connections 100,
+    superuser_reserved_connections 3) and a Secret they made."""
+    sets = {"postgresql.enabled": False, "externalDatabase.host": "db.example.internal",
+            "externalDatabase.existingSecret": "wiki-db"}
+    objects = render(sets=sets)
+    cm = one(objects, "ConfigMap", "api")["data"]
+    assert cm["DB_HOST"] == "db.example.internal"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["externalDatabase"]
+    assert (values["maxConnections"], values["reservedConnections"]) == (100, 3)
+    # the defaults leave room: one more replica (4 pods at peak) still fits in 97
+    assert render_text(sets={**sets, "replicaCount": 3}, check=False).returncode == 0
 
 
 # -- observability --------------------------------------------------------------------------

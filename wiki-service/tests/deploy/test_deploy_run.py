@@ -4,7 +4,6 @@ environment (ConfigMap, Secret refs, mounted Secret files), against a real Postg
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from deploy_helpers import CHART, by_kind, one, render
+from deploy_helpers import CHART, one, render, resolve_env
 from tests.conftest import admin_execute
 
 VENV_BIN = Path(sys.executable).parent
@@ -31,48 +30,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def resolve_env(pod: dict, container: dict, objects: list[dict], secret_root: Path) -> dict[str, str]:
-    """The container's environment as the kubelet would build it from the rendered objects."""
-    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(objects, "ConfigMap")}
-    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-               for s in by_kind(objects, "Secret")}
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        prefix = source.get("prefix", "")
-        if "configMapRef" in source:
-            data = configmaps[source["configMapRef"]["name"]]
-        else:
-            data = secrets[source["secretRef"]["name"]]
-        env.update({prefix + k: v for k, v in data.items()})
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = str(var["value"])
-            continue
-        ref = var["valueFrom"]
-        if "configMapKeyRef" in ref:
-            env[var["name"]] = configmaps[ref["configMapKeyRef"]["name"]][ref["configMapKeyRef"]["key"]]
-        elif "secretKeyRef" in ref:
-            env[var["name"]] = secrets[ref["secretKeyRef"]["name"]][ref["secretKeyRef"]["key"]]
-        else:
-            pytest.fail(f"unsupported valueFrom in {var}")
-    # Secret volumes: write the files where a local process can read them, and rewrite paths.
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    for mount in container.get("volumeMounts", []):
-        secret = volumes[mount["name"]].get("secret")
-        if secret is None:
-            continue
-        data = secrets[secret["secretName"]]
-        local = secret_root / mount["name"]
-        local.mkdir(parents=True, exist_ok=True)
-        items = secret.get("items") or [{"key": k, "path": k} for k in data]
-        for item in items:
-            (local / item["path"]).write_text(data[item["key"]])
-        for name, value in env.items():
-            if value == mount["mountPath"] or value.startswith(mount["mountPath"].rstrip("/") + "/"):
-                env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")):]
-    return env
 
 
 def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
@@ -87,9 +44,9 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
 
 @pytest.mark.parametrize("values_file,sets", [
     (None, {}),
-    # password mounted as a file, and two workers (Prometheus multiprocess dir under /tmp)
-    (CHART / "ci" / "password-file-values.yaml", {"config.workers": 2}),
-], ids=["chart-defaults", "password-file-2-workers"])
+    # password as an env var, and two workers (Prometheus multiprocess dir under /tmp)
+    (CHART / "ci" / "password-env-values.yaml", {"config.workers": 2}),
+], ids=["chart-defaults", "password-env-2-workers"])
 def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin_url, tmp_path):
     assert SERVICE_BIN.exists(), f"{SERVICE_BIN} missing: pip install ./wiki-service into this venv"
     suffix = uuid.uuid4().hex[:10]
