@@ -50,6 +50,15 @@ class SchemaNotReady(DatabaseUnavailable):
     migration. Not ready, as /readyz says, rather than a server error."""
 
 
+# The statement the server bound is not the one this connection prepared: a pooler in
+# transaction mode shares server sessions and prepared statements are on. Validated input
+# cannot cause the last two (a bad binary parameter, a bad UTF-8 byte): a mixed-up one can.
+SESSION_MIXUP_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DuplicatePreparedStatementError,
+    asyncpg.InvalidSQLStatementNameError,
+    asyncpg.InvalidBinaryRepresentationError,
+    asyncpg.CharacterNotInRepertoireError,
+)
 # Errors that mean "the database is away", as opposed to "this statement is wrong".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08
@@ -61,10 +70,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,  # also TargetServerAttributeNotMatched: no primary yet
     # The server was demoted under us (a failover): another connection finds the new primary.
     asyncpg.ReadOnlySQLTransactionError,
-    # A pooler handed this session's statements to another server connection (prepared
-    # statements left on behind PgBouncer in transaction mode): the connection is unusable.
-    asyncpg.DuplicatePreparedStatementError,
-    asyncpg.InvalidSQLStatementNameError,
+    *SESSION_MIXUP_ERRORS,
     OSError,
     TimeoutError,
 )
@@ -227,6 +233,9 @@ class _Checkout:
                 raise SchemaNotReady from exc
             return
         await greenlet_spawn(fairy.invalidate)
+        if isinstance(exc, SESSION_MIXUP_ERRORS):
+            log.warning("statement mixed up between sessions (%s): behind PgBouncer in transaction "
+                        "mode set DB_PREPARED_STATEMENTS=false", type(exc).__name__)
         if isinstance(exc, UNAVAILABLE_ERRORS):
             raise DatabaseUnavailable from exc
 
