@@ -22,7 +22,8 @@ TargetSessionAttrs = Literal["any", "primary", "standby", "prefer-standby", "rea
 MULTI_HOST_SESSION_ATTRS = "read-write"  # with several hosts, the primary is the one wanted
 # libpq's host list, postgresql://user:pw@h1:p1,h2:p2/db, which SQLAlchemy's URL parser cannot
 # read; its asyncpg dialect takes the same list as ?host=h1:p1&host=h2:p2.
-_HOST_LIST_URL = re.compile(r"^(?P<head>[^:/?#]+://(?:[^@/]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<tail>[/?#].*)?$", re.S)
+_HOST_LIST_URL = re.compile(
+    r"^(?P<head>[^:/?#]+://(?:[^@/]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<tail>[/?#].*)?$", re.S)
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,8 @@ def _host_list(specs: Iterable[str], default_port: int) -> tuple[str, ...]:
     hosts = []
     for spec in specs:
         host, sep, port = spec.strip().partition(":")
-        if not host or ":" in port or "[" in host or (sep and not (port.isdigit() and 0 < int(port) < 65536)):
+        port_ok = not sep or (port.isdigit() and 0 < int(port) < 65536)
+        if not host or "[" in host or not port_ok:
             raise ConfigError("each host must be HOST or HOST:PORT (an IPv6 address needs a DNS name here)")
         hosts.append(f"{host}:{port or default_port}")
     return tuple(hosts)
@@ -170,7 +172,8 @@ class Settings(BaseSettings):
         if attrs is None:
             return url
         if attrs not in get_args(TargetSessionAttrs):
-            raise ConfigError(f"DATABASE_URL: target_session_attrs must be one of {', '.join(get_args(TargetSessionAttrs))}")
+            choices = ", ".join(get_args(TargetSessionAttrs))
+            raise ConfigError(f"DATABASE_URL: target_session_attrs must be one of {choices}")
         return url.update_query_dict({"target_session_attrs": attrs})
 
 
