@@ -1,7 +1,8 @@
 """The database: SQLAlchemy's async engine and pool on asyncpg, as the design has it.
 
 Queries run on the asyncpg connection that SQLAlchemy's pool hands out, so each request is
-one checkout, one prepared statement and one check-in; the pool keeps the design's settings
+one checkout, one prepared statement (an unnamed one with DB_PREPARED_STATEMENTS=false) and
+one check-in; the pool keeps the design's settings
 (pre-ping, 10 + 20 connections, a timeout). See README "Performance" for the measurements.
 """
 
@@ -44,6 +45,20 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached, is restarting, or no pooled connection came in time."""
 
 
+class SchemaNotReady(DatabaseUnavailable):
+    """The tables are not (yet) what the code expects: an unmigrated database, or a pending
+    migration. Not ready, as /readyz says, rather than a server error."""
+
+
+# The statement the server bound is not the one this connection prepared: a pooler in
+# transaction mode shares server sessions and prepared statements are on. Validated input
+# cannot cause the last two (a bad binary parameter, a bad UTF-8 byte): a mixed-up one can.
+SESSION_MIXUP_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DuplicatePreparedStatementError,
+    asyncpg.InvalidSQLStatementNameError,
+    asyncpg.InvalidBinaryRepresentationError,
+    asyncpg.CharacterNotInRepertoireError,
+)
 # Errors that mean "the database is away", as opposed to "this statement is wrong".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # class 08
@@ -52,10 +67,35 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # connection closed under us
     # The protocol is out of step: when PostgreSQL shuts down, its FATAL can reach an idle
     # pooled connection just before the socket closes, and the next query on it fails here.
-    asyncpg.InternalClientError,
+    asyncpg.InternalClientError,  # also TargetServerAttributeNotMatched: no primary yet
+    # The server was demoted under us (a failover): another connection finds the new primary.
+    asyncpg.ReadOnlySQLTransactionError,
+    *SESSION_MIXUP_ERRORS,
     OSError,
     TimeoutError,
 )
+# Errors that mean "the schema is not there": the statement is right, the database is behind.
+SCHEMA_MISSING_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedColumnError,
+)
+
+
+def connect_args() -> dict[str, Any]:
+    """asyncpg.connect's arguments, for the app's engine and Alembic's.
+
+    statement_timeout is not among them: PgBouncer refuses it as a startup parameter, so
+    `db upgrade` stores it as the role's default in the database instead (migrations/env.py).
+    """
+    args: dict[str, Any] = {
+        "timeout": settings.db_pool_timeout,
+        "server_settings": {"application_name": "wiki-service"},
+    }
+    if not settings.db_prepared_statements:
+        # Only unnamed statements (asyncpg's cache, then SQLAlchemy's): they live until the
+        # next statement of the same transaction, so a transaction-mode pooler may mix them.
+        args |= {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    return args
 
 
 def create_engine() -> AsyncEngine:
@@ -67,13 +107,7 @@ def create_engine() -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        connect_args={
-            "timeout": settings.db_pool_timeout,
-            "server_settings": {
-                "application_name": "wiki-service",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-            },
-        },
+        connect_args=connect_args(),
     )
     _install_cheap_ping(engine)
     event.listen(engine.sync_engine, "connect", lambda *_: metrics.DB_CONNECTIONS_OPENED.inc())
@@ -194,8 +228,14 @@ class _Checkout:
                 # one, which is I/O: done outside a greenlet it failed (MissingGreenlet, logged
                 # by the pool) and left the connection open until garbage collection.
                 await greenlet_spawn(fairy.close)
+            if isinstance(exc, SCHEMA_MISSING_ERRORS):
+                log.warning("database schema not ready: %s", type(exc).__name__)
+                raise SchemaNotReady from exc
             return
         await greenlet_spawn(fairy.invalidate)
+        if isinstance(exc, SESSION_MIXUP_ERRORS):
+            log.warning("statement mixed up between sessions (%s): behind PgBouncer in transaction "
+                        "mode set DB_PREPARED_STATEMENTS=false", type(exc).__name__)
         if isinstance(exc, UNAVAILABLE_ERRORS):
             raise DatabaseUnavailable from exc
 

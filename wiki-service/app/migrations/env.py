@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.posts.models  # noqa: F401 - registers the tables on Base.metadata
 import app.users.models  # noqa: F401
-from app.database import DATABASE_URL, Base
+from app.database import DATABASE_URL, Base, connect_args, settings
 
 # Any fixed 64-bit number; every `wiki-service db upgrade` takes the same lock.
 MIGRATION_LOCK_ID = 0x77696B695F6D6967  # "wiki_mig"
@@ -29,11 +29,26 @@ def do_run_migrations(connection: Connection) -> None:
     with context.begin_transaction():
         # Held until commit: a second replica waits here, then finds the schema at head.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.execute(text("SET LOCAL statement_timeout = 0"))  # migrations may run long
         context.run_migrations()
+        store_statement_timeout(connection)
+
+
+def store_statement_timeout(connection: Connection) -> None:
+    """DB_STATEMENT_TIMEOUT_MS as this role's default in this database.
+
+    The server applies it when a session starts, so it holds on every path to the database,
+    PgBouncer and CloudNativePG's Pooler included (they refuse or drop it as a startup
+    parameter); admin commands that run long override it with statement_timeout=0.
+    """
+    database = connection.execute(text("SELECT current_database()")).scalar_one()
+    quoted = '"' + database.replace('"', '""') + '"'
+    timeout_ms = int(settings.db_statement_timeout_ms)
+    connection.execute(text(f"ALTER ROLE CURRENT_USER IN DATABASE {quoted} SET statement_timeout = {timeout_ms}"))
 
 
 async def run_migrations_online() -> None:
-    connectable = create_async_engine(DATABASE_URL, poolclass=pool.NullPool)
+    connectable = create_async_engine(DATABASE_URL, poolclass=pool.NullPool, connect_args=connect_args())
     try:
         async with connectable.connect() as connection:
             await connection.run_sync(do_run_migrations)

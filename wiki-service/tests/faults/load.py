@@ -44,6 +44,7 @@ class Load:
 
     base_urls: list[str]
     writers: int = 4
+    readers: int = 0  # lists, cursors and searches over what the writers wrote
     pause: float = 0.01
     outcomes: list[Outcome] = field(default_factory=list)
     users: dict[int, str] = field(default_factory=dict)  # acknowledged (2xx) writes
@@ -55,6 +56,7 @@ class Load:
     async def __aenter__(self) -> Load:
         self._clients = [httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT) for url in self.base_urls]
         self._tasks = [asyncio.create_task(self._writer(n)) for n in range(self.writers)]
+        self._tasks += [asyncio.create_task(self._reader(n)) for n in range(self.readers)]
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -101,6 +103,20 @@ class Load:
                     self._ack(self.posts, body["post_id"], (body["user_id"], content), outcome)
                     await self.request(next(clients), "GET", f"/posts/{body['post_id']}")
                 await self.request(next(clients), "GET", f"/users/{user_id}/posts?limit=5")
+            await asyncio.sleep(self.pause)
+
+    async def _reader(self, number: int) -> None:
+        clients = itertools.cycle(self._clients[number % len(self._clients):] + self._clients)
+        while not self._stop.is_set():
+            for path in ("/users?limit=3", "/posts?limit=3"):
+                outcome = await self.request(next(clients), "GET", path)
+                if outcome.ok and outcome.body["next_cursor"]:  # the next page, from another process
+                    await self.request(next(clients), "GET", f"{path}&cursor={outcome.body['next_cursor']}")
+            if self.posts:
+                post_id, (user_id, content) = next(reversed(self.posts.items()))
+                word = content.split()[3]  # the post's random hex word
+                await self.request(next(clients), "GET", f"/posts?q={word}&limit=5")
+                await self.request(next(clients), "GET", f"/user/{user_id}")
             await asyncio.sleep(self.pause)
 
     def _ack(self, table: dict, key: int, value: object, outcome: Outcome) -> None:

@@ -1,0 +1,41 @@
+"""DB_STATEMENT_TIMEOUT_MS is stored by `db upgrade` as the role's default in the database, so
+that it holds through a pooler (which refuses or drops it as a startup parameter)."""
+
+import uuid
+
+import asyncpg
+from sqlalchemy import URL
+
+from tests.conftest import admin_execute, run_cli, service_env
+
+APP_PASSWORD = "app-pw:@/ x"
+
+
+async def test_upgrade_stores_the_timeout_for_its_own_role_and_database(password_server):
+    role, database = f"wiki_app_{uuid.uuid4().hex[:8]}", f"st_{uuid.uuid4().hex[:8]}"
+    quoted_password = APP_PASSWORD.replace("'", "''")
+    await admin_execute(password_server.url(), f"CREATE ROLE {role} LOGIN PASSWORD '{quoted_password}'",
+                        f"CREATE DATABASE {database} OWNER {role}")
+
+    def url(name: str) -> str:
+        return URL.create("postgresql", username=role, password=APP_PASSWORD, host=password_server.host,
+                          port=password_server.port, database=name).render_as_string(hide_password=False)
+
+    async def timeout_in(name: str) -> str:
+        conn = await asyncpg.connect(url(name))
+        try:
+            return await conn.fetchval("SHOW statement_timeout")
+        finally:
+            await conn.close()
+
+    try:
+        # An ordinary role (no superuser, no CREATEROLE) may set its own defaults.
+        result = run_cli("db", "upgrade", env=service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="1234"))
+        assert result.returncode == 0, result.stderr
+        assert await timeout_in(database) == "1234ms"
+        assert await timeout_in("postgres") == "0"  # only this database
+        result = run_cli("db", "upgrade", env=service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="0"))
+        assert result.returncode == 0, result.stderr
+        assert await timeout_in(database) == "0"
+    finally:
+        await admin_execute(password_server.url(), f"DROP DATABASE {database} WITH (FORCE)", f"DROP ROLE {role}")
