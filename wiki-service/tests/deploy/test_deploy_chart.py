@@ -142,6 +142,22 @@ def test_app_deployment_shape():
     assert init == ["migrate"]
 
 
+
+def test_container_port_is_a_value():
+    objects = render(sets={"containerPort": 9000})
+    dep = one(objects, "Deployment", "api")
+    api = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "api")
+    assert api["command"][-2:] == ["--port", "9000"]
+    assert api["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    # everything else reaches it by name, so it follows
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert api[probe]["httpGet"]["port"] == "http"
+    assert one(objects, "Service", "api")["spec"]["ports"][0]["targetPort"] == "http"
+    policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == FULLNAME)
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert render_text(sets={"containerPort": 0}, check=False).returncode != 0
+
 def test_postgresql_statefulset_shape():
     objects = render(sets={"postgresql.maxConnections": 150, "postgresql.persistence.size": "3Gi",
                            "postgresql.persistence.storageClass": "fast"})
