@@ -48,8 +48,9 @@ def test_objects_valid_against_kubernetes_schemas(scenario, k8s_version):
 def test_crds_only_when_enabled():
     defaults = {o["kind"] for o in render()}
     assert not defaults & CRD_KINDS
-    ha = {o["kind"] for o in render(CHART / "ci" / "ha-values.yaml")}
-    assert {"ServiceMonitor", "PrometheusRule"} <= ha
+    monitored = {o["kind"] for name in ("servicemonitor", "prometheusrule")
+                 for o in render(CHART / "ci" / f"{name}-values.yaml")}
+    assert {"ServiceMonitor", "PrometheusRule"} <= monitored
 
 
 def test_schema_rejects_typos():
@@ -60,6 +61,45 @@ def test_schema_rejects_typos():
         proc = render_text(sets=sets, check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, (sets, proc.stderr)
 
+
+
+def _api(objects: list[dict]) -> dict:
+    return one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+
+
+# One ci/*-values.yaml per feature: what each must render that the chart defaults do not.
+CI_FEATURES = {
+    "default-values": lambda o: bool(by_kind(o, "NetworkPolicy")) and not by_kind(o, "HorizontalPodAutoscaler"),
+    "autoscaling-values": lambda o: bool(by_kind(o, "HorizontalPodAutoscaler")),
+    "pdb-values": lambda o: one(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 2,
+    "servicemonitor-values": lambda o: bool(by_kind(o, "ServiceMonitor")),
+    "prometheusrule-values": lambda o: bool(by_kind(o, "PrometheusRule")),
+    "grafana-dashboard-values": lambda o: any(c["metadata"]["labels"].get("grafana_dashboard") == "1"
+                                              for c in by_kind(o, "ConfigMap")),
+    "topology-spread-values": lambda o: bool(_api(o).get("topologySpreadConstraints")),
+    "resources-values": lambda o: _api(o)["containers"][0]["resources"]["limits"]["cpu"] == "2",
+    "postgresql-values": lambda o: "max_connections=300" in one(o, "StatefulSet", "database")["spec"][
+        "template"]["spec"]["containers"][0]["args"],
+    "ingress-values": lambda o: bool(by_kind(o, "Ingress")),
+    "backup-values": lambda o: bool(by_kind(o, "CronJob")),
+    "cnpg-values": lambda o: bool(by_kind(o, "Cluster")) and not by_kind(o, "Pooler"),
+    "cnpg-pooler-values": lambda o: bool(by_kind(o, "Pooler")),
+    "external-db-values": lambda o: not by_kind(o, "StatefulSet") and not by_kind(o, "Cluster"),
+    "password-env-values": lambda o: not by_kind(o, "NetworkPolicy") and any(
+        e["name"] == "DB_PASSWORD" for e in _api(o)["containers"][0]["env"]),
+}
+
+
+def test_one_ci_values_file_per_feature():
+    assert sorted(p.stem for p in CI_VALUES) == sorted(CI_FEATURES)
+    defaults = render()
+    for path in CI_VALUES:
+        text = path.read_text()
+        assert text.startswith("# "), f"{path.name}: say in a first comment line what it shows"
+        shows = CI_FEATURES[path.stem]
+        assert shows(render(path)), f"{path.name} does not render its feature"
+        if path.stem != "default-values":
+            assert not shows(defaults), f"{path.name}: the chart defaults already render this"
 
 # -- labels ---------------------------------------------------------------------------------
 
@@ -369,7 +409,7 @@ def test_pdb_follows_effective_replicas(sets, expected):
 
 
 def test_hpa_owns_replicas():
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "autoscaling-values.yaml")
     hpa = one(objects, "HorizontalPodAutoscaler")
     dep = one(objects, "Deployment", "api")
     assert "replicas" not in dep["spec"]
@@ -469,7 +509,7 @@ COUNTERS = ["users_created_total", "posts_created_total", "http_requests_total",
 
 
 def _dashboard() -> dict:
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "grafana-dashboard-values.yaml")
     cms = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
     assert len(cms) == 1
     return json.loads(cms[0]["data"]["wiki-service.json"])
@@ -495,12 +535,12 @@ def test_dashboard_uses_rate_or_increase_on_counters():
 
 
 def test_prometheus_rules_and_servicemonitor():
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "servicemonitor-values.yaml")
     sm = one(objects, "ServiceMonitor")
     svc = one(objects, "Service", "api")
     assert _matches(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"])
     assert sm["spec"]["endpoints"][0]["port"] == "http" and sm["spec"]["endpoints"][0]["path"] == "/metrics"
-    rules = one(objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    rules = one(render(CHART / "ci" / "prometheusrule-values.yaml"), "PrometheusRule")["spec"]["groups"][0]["rules"]
     alerts = {r["alert"]: r["expr"] for r in rules}
     assert {"WikiServiceHigh5xxRatio", "WikiServiceHighP99Latency", "WikiServiceNoReadyPods"} <= set(alerts)
     assert "histogram_quantile(0.99" in alerts["WikiServiceHighP99Latency"]
