@@ -13,7 +13,7 @@ import yaml
 
 from deploy_helpers import (
     CHART, CI_VALUES, CRD_KINDS, NAMESPACE, RELEASE, WORKLOAD_KINDS, by_kind, containers, helm,
-    one, pod_labels, pod_spec, render, render_text, values_args,
+    one, pod_labels, pod_spec, render, render_text, schema_properties, value_comments, values_args,
 )
 
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
@@ -100,6 +100,34 @@ def test_one_ci_values_file_per_feature():
         assert shows(render(path)), f"{path.name} does not render its feature"
         if path.stem != "default-values":
             assert not shows(defaults), f"{path.name}: the chart defaults already render this"
+
+
+def test_schema_describes_every_key_with_the_values_yaml_comment():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    comments = value_comments((CHART / "values.yaml").read_text())
+    properties = dict(schema_properties(schema))
+    assert len(properties) > 150 and "cloudnativepg.pooler.maxClientConnections" in properties
+    undescribed = [key for key, sub in properties.items() if not sub.get("description", "").strip()]
+    assert not undescribed, f"values.schema.json properties without a description: {undescribed}"
+    assert len(comments) > 50 and "config.workers" in comments
+    for key, comment in comments.items():
+        assert key in properties, f"values.yaml key {key} is not in values.schema.json"
+        assert properties[key]["description"] == comment, (
+            f"{key}: the schema's description must be the values.yaml comment {comment!r}")
+
+
+def test_every_template_helper_has_a_one_line_doc_comment():
+    helpers = sorted((CHART / "templates").glob("_*.tpl"))
+    assert len((CHART / "templates" / "_helpers.tpl").read_text().splitlines()) <= 100
+    defines = 0
+    for path in helpers:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line.startswith("{{- define "):
+                defines += 1
+                doc = lines[number - 1] if number else ""
+                assert re.fullmatch(r"\{\{/\* \S.* \*/\}\}", doc), f"{path.name}:{number + 1} {line}: no doc line above"
+    assert defines >= 30
 
 # -- labels ---------------------------------------------------------------------------------
 
