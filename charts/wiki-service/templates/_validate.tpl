@@ -70,4 +70,3 @@
 {{- end }}
 {{- include "wiki-service.validate.connectionBudget" . }}
 {{- end }}
-

@@ -263,6 +263,7 @@ def test_migrations_run_as_hook_job_and_init_container():
     dep = one(objects, "Deployment", "api")
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == c["command"]
+    assert init == c, "the init container and the Job's container are one template"
 
 
 # -- configuration and secrets --------------------------------------------------------------
