@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,3 +169,35 @@ def resolve_env(pod: dict, container: dict, objects: list[dict], volume_root: Pa
             if value == mount["mountPath"] or value.startswith(mount["mountPath"].rstrip("/") + "/"):
                 env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")):]
     return env
+
+
+def value_comments(text: str) -> dict[str, str]:
+    """{dotted key: text} for each key of a values.yaml with comment lines right above it, at its
+    indentation (a blank line or a deeper comment in between detaches them)."""
+    comments: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []
+    pending: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped.startswith("#"):
+            pending.append((indent, stripped[1:].strip()))
+            continue
+        key = re.match(r"\s*([A-Za-z0-9_]+):", line)
+        if key:
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, key.group(1)))
+            if pending and all(i == indent for i, _ in pending):
+                comments[".".join(k for _, k in stack)] = " ".join(t for _, t in pending)
+        pending = []
+    return comments
+
+
+def schema_properties(node: dict, path: str = "") -> Iterator[tuple[str, dict]]:
+    """(dotted key, schema) for every property of a JSON schema, list items as `[]`."""
+    for key, sub in node.get("properties", {}).items():
+        yield path + key, sub
+        yield from schema_properties(sub, f"{path}{key}.")
+    if isinstance(node.get("items"), dict):
+        yield from schema_properties(node["items"], f"{path}[].")

@@ -13,7 +13,7 @@ import yaml
 
 from deploy_helpers import (
     CHART, CI_VALUES, CRD_KINDS, NAMESPACE, RELEASE, WORKLOAD_KINDS, by_kind, containers, helm,
-    one, pod_labels, pod_spec, render, render_text, values_args,
+    one, pod_labels, pod_spec, render, render_text, schema_properties, value_comments, values_args,
 )
 
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
@@ -48,8 +48,9 @@ def test_objects_valid_against_kubernetes_schemas(scenario, k8s_version):
 def test_crds_only_when_enabled():
     defaults = {o["kind"] for o in render()}
     assert not defaults & CRD_KINDS
-    ha = {o["kind"] for o in render(CHART / "ci" / "ha-values.yaml")}
-    assert {"ServiceMonitor", "PrometheusRule"} <= ha
+    monitored = {o["kind"] for name in ("servicemonitor", "prometheusrule")
+                 for o in render(CHART / "ci" / f"{name}-values.yaml")}
+    assert {"ServiceMonitor", "PrometheusRule"} <= monitored
 
 
 def test_schema_rejects_typos():
@@ -60,6 +61,73 @@ def test_schema_rejects_typos():
         proc = render_text(sets=sets, check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, (sets, proc.stderr)
 
+
+
+def _api(objects: list[dict]) -> dict:
+    return one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+
+
+# One ci/*-values.yaml per feature: what each must render that the chart defaults do not.
+CI_FEATURES = {
+    "default-values": lambda o: bool(by_kind(o, "NetworkPolicy")) and not by_kind(o, "HorizontalPodAutoscaler"),
+    "autoscaling-values": lambda o: bool(by_kind(o, "HorizontalPodAutoscaler")),
+    "pdb-values": lambda o: one(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 2,
+    "servicemonitor-values": lambda o: bool(by_kind(o, "ServiceMonitor")),
+    "prometheusrule-values": lambda o: bool(by_kind(o, "PrometheusRule")),
+    "grafana-dashboard-values": lambda o: any(c["metadata"]["labels"].get("grafana_dashboard") == "1"
+                                              for c in by_kind(o, "ConfigMap")),
+    "topology-spread-values": lambda o: bool(_api(o).get("topologySpreadConstraints")),
+    "resources-values": lambda o: _api(o)["containers"][0]["resources"]["limits"]["cpu"] == "2",
+    "postgresql-values": lambda o: "max_connections=300" in one(o, "StatefulSet", "database")["spec"][
+        "template"]["spec"]["containers"][0]["args"],
+    "ingress-values": lambda o: bool(by_kind(o, "Ingress")),
+    "backup-values": lambda o: bool(by_kind(o, "CronJob")),
+    "cnpg-values": lambda o: bool(by_kind(o, "Cluster")) and not by_kind(o, "Pooler"),
+    "cnpg-pooler-values": lambda o: bool(by_kind(o, "Pooler")),
+    "external-db-values": lambda o: not by_kind(o, "StatefulSet") and not by_kind(o, "Cluster"),
+    "password-env-values": lambda o: not by_kind(o, "NetworkPolicy") and any(
+        e["name"] == "DB_PASSWORD" for e in _api(o)["containers"][0]["env"]),
+}
+
+
+def test_one_ci_values_file_per_feature():
+    assert sorted(p.stem for p in CI_VALUES) == sorted(CI_FEATURES)
+    defaults = render()
+    for path in CI_VALUES:
+        text = path.read_text()
+        assert text.startswith("# "), f"{path.name}: say in a first comment line what it shows"
+        shows = CI_FEATURES[path.stem]
+        assert shows(render(path)), f"{path.name} does not render its feature"
+        if path.stem != "default-values":
+            assert not shows(defaults), f"{path.name}: the chart defaults already render this"
+
+
+def test_schema_describes_every_key_with_the_values_yaml_comment():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    comments = value_comments((CHART / "values.yaml").read_text())
+    properties = dict(schema_properties(schema))
+    assert len(properties) > 150 and "cloudnativepg.pooler.maxClientConnections" in properties
+    undescribed = [key for key, sub in properties.items() if not sub.get("description", "").strip()]
+    assert not undescribed, f"values.schema.json properties without a description: {undescribed}"
+    assert len(comments) > 50 and "config.workers" in comments
+    for key, comment in comments.items():
+        assert key in properties, f"values.yaml key {key} is not in values.schema.json"
+        assert properties[key]["description"] == comment, (
+            f"{key}: the schema's description must be the values.yaml comment {comment!r}")
+
+
+def test_every_template_helper_has_a_one_line_doc_comment():
+    helpers = sorted((CHART / "templates").glob("_*.tpl"))
+    assert len((CHART / "templates" / "_helpers.tpl").read_text().splitlines()) <= 100
+    defines = 0
+    for path in helpers:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line.startswith("{{- define "):
+                defines += 1
+                doc = lines[number - 1] if number else ""
+                assert re.fullmatch(r"\{\{/\* \S.* \*/\}\}", doc), f"{path.name}:{number + 1} {line}: no doc line above"
+    assert defines >= 30
 
 # -- labels ---------------------------------------------------------------------------------
 
@@ -142,6 +210,22 @@ def test_app_deployment_shape():
     assert init == ["migrate"]
 
 
+
+def test_container_port_is_a_value():
+    objects = render(sets={"containerPort": 9000})
+    dep = one(objects, "Deployment", "api")
+    api = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "api")
+    assert api["command"][-2:] == ["--port", "9000"]
+    assert api["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9000"
+    # everything else reaches it by name, so it follows
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert api[probe]["httpGet"]["port"] == "http"
+    assert one(objects, "Service", "api")["spec"]["ports"][0]["targetPort"] == "http"
+    policy = next(p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == FULLNAME)
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert render_text(sets={"containerPort": 0}, check=False).returncode != 0
+
 def test_postgresql_statefulset_shape():
     objects = render(sets={"postgresql.maxConnections": 150, "postgresql.persistence.size": "3Gi",
                            "postgresql.persistence.storageClass": "fast"})
@@ -179,6 +263,7 @@ def test_migrations_run_as_hook_job_and_init_container():
     dep = one(objects, "Deployment", "api")
     init = dep["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == c["command"]
+    assert init == c, "the init container and the Job's container are one template"
 
 
 # -- configuration and secrets --------------------------------------------------------------
@@ -353,7 +438,7 @@ def test_pdb_follows_effective_replicas(sets, expected):
 
 
 def test_hpa_owns_replicas():
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "autoscaling-values.yaml")
     hpa = one(objects, "HorizontalPodAutoscaler")
     dep = one(objects, "Deployment", "api")
     assert "replicas" not in dep["spec"]
@@ -453,7 +538,7 @@ COUNTERS = ["users_created_total", "posts_created_total", "http_requests_total",
 
 
 def _dashboard() -> dict:
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "grafana-dashboard-values.yaml")
     cms = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
     assert len(cms) == 1
     return json.loads(cms[0]["data"]["wiki-service.json"])
@@ -479,12 +564,12 @@ def test_dashboard_uses_rate_or_increase_on_counters():
 
 
 def test_prometheus_rules_and_servicemonitor():
-    objects = render(CHART / "ci" / "ha-values.yaml")
+    objects = render(CHART / "ci" / "servicemonitor-values.yaml")
     sm = one(objects, "ServiceMonitor")
     svc = one(objects, "Service", "api")
     assert _matches(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"])
     assert sm["spec"]["endpoints"][0]["port"] == "http" and sm["spec"]["endpoints"][0]["path"] == "/metrics"
-    rules = one(objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    rules = one(render(CHART / "ci" / "prometheusrule-values.yaml"), "PrometheusRule")["spec"]["groups"][0]["rules"]
     alerts = {r["alert"]: r["expr"] for r in rules}
     assert {"WikiServiceHigh5xxRatio", "WikiServiceHighP99Latency", "WikiServiceNoReadyPods"} <= set(alerts)
     assert "histogram_quantile(0.99" in alerts["WikiServiceHighP99Latency"]
