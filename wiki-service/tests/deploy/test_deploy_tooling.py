@@ -30,14 +30,19 @@ def test_dockerfile_contract():
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M).group(1)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
     # dependencies layer before the source
-    assert text.index("COPY requirements.txt") < text.index("COPY app")
+    assert text.index("COPY requirements.lock") < text.index("COPY app")
     uid = re.search(r"^ARG APP_UID=(\d+)", text, re.M).group(1)
     assert int(uid) >= 10000
     assert re.search(r"^USER \$\{APP_UID\}:\$\{APP_UID\}$", text, re.M)
     assert "PYTHONDONTWRITEBYTECODE=1" in text
-    assert 'CMD ["wiki-service", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
+    # serve takes HOST and PORT from the environment; the HEALTHCHECK probes that PORT
+    assert 'CMD ["wiki-service", "serve"]' in text
+    assert re.search(r"^    HOST=0\.0\.0\.0 \\$", text, re.M) and re.search(r"^    PORT=8000$", text, re.M)
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M | re.S).group(1)
     assert "urllib" in healthcheck and "/healthz" in healthcheck and "curl" not in healthcheck
+    assert "os.environ.get('PORT')" in healthcheck and ":8000/" not in healthcheck
+    # dependencies come from the hash-locked file
+    assert "--require-hashes" in text and "-r requirements.lock" in text
     ignored = (SERVICE / ".dockerignore").read_text().split()
     assert "*" in ignored and "!app/" in ignored  # allow-list: no tests, venvs or .env in the context
 
