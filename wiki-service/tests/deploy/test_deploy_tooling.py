@@ -168,3 +168,18 @@ def test_image_build_context_installs(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "wiki-service = app.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_lock_pins_every_requirement_within_its_minimum_with_hashes():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = (SERVICE / "requirements.lock").read_text()
+    entries = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]{64})+)", lock, re.M)
+    assert len(entries) == len(re.findall(r"^\S+==", lock, re.M)), "every pin carries its hashes"
+    pinned = {canonicalize_name(name): version for name, version, _ in entries}
+    for line in (SERVICE / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            version = pinned.get(canonicalize_name(requirement.name))
+            assert version and requirement.specifier.contains(version), (line, version)
