@@ -71,16 +71,22 @@ def test_workflows_contract():
     assert any(s.get("run", "").strip() == "bash scripts/test" for s in _steps(ci))
     assert release[True]["push"]["tags"] == ["v*"]
     uses = [s["uses"] for s in _steps(ci) + _steps(release) if "uses" in s]
+    texts = "".join((REPO / ".github" / "workflows" / name).read_text() for name in ("ci.yml", "release.yml"))
     for action in uses:
-        assert re.search(r"@v\d+\.\d+\.\d+$", action), f"{action} is not pinned to a version"
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{action} is not pinned to a commit"
+        assert re.search(rf"uses: {re.escape(action)} # v\d+\.\d+\.\d+$", texts, re.M), f"{action}: no tag comment"
     names = {u.split("@")[0] for u in uses}
     assert {"docker/build-push-action", "docker/metadata-action", "docker/login-action"} <= names
     image = release["jobs"]["image"]
     assert image["permissions"]["packages"] == "write"
     login = next(s for s in image["steps"] if s.get("uses", "").startswith("docker/login-action"))
     assert login["with"]["registry"] == "ghcr.io" and "GITHUB_TOKEN" in login["with"]["password"]
+    image_runs = " ".join(s.get("run", "") for s in image["steps"])
+    assert 'docker pull "${REPOSITORY}@${DIGEST}"' in image_runs
+    assert release["jobs"]["chart"]["needs"] == "image"
     chart_runs = " ".join(s.get("run", "") for s in release["jobs"]["chart"]["steps"])
-    assert "helm package" in chart_runs
+    assert "helm package" in chart_runs and "helm push dist/*.tgz \"oci://ghcr.io/" in chart_runs
+    assert 'helm template wiki "oci://ghcr.io/' in chart_runs and "image.digest=${DIGEST}" in chart_runs
     # the release rewrites image.repository with sed: the pattern must hit that line only
     values = (REPO / "charts" / "wiki-service" / "values.yaml").read_text()
     assert "s#^  repository: .*#" in chart_runs
