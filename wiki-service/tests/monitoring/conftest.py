@@ -106,7 +106,10 @@ def live_prometheus(prometheus_tools, db_url, service_name, rules_file,
         _wait_until(lambda: len(live.query("up == 1")) == 2, process, folder, "both targets up")
         _traffic(api_a.base_url, api_b.base_url)
         # the scrapes after the traffic, so every series has samples in a rate window
-        _wait_until(lambda: live.query("sum(users_created_total) >= 20"), process, folder, "the traffic scraped")
+        # two scrapes of the last series the traffic made (the 503s), so rate() has a window
+        _wait_until(lambda: live.query("sum(users_created_total) >= 20")
+                    and live.query('count_over_time(http_requests_total{status="503"}[30s]) >= 2'),
+                    process, folder, "the traffic scraped")
         yield live
     finally:
         process.terminate()
