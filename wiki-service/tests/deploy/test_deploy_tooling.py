@@ -30,14 +30,19 @@ def test_dockerfile_contract():
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M).group(1)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
     # dependencies layer before the source
-    assert text.index("COPY requirements.txt") < text.index("COPY app")
+    assert text.index("COPY requirements.lock") < text.index("COPY app")
     uid = re.search(r"^ARG APP_UID=(\d+)", text, re.M).group(1)
     assert int(uid) >= 10000
     assert re.search(r"^USER \$\{APP_UID\}:\$\{APP_UID\}$", text, re.M)
     assert "PYTHONDONTWRITEBYTECODE=1" in text
-    assert 'CMD ["wiki-service", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
+    # serve takes HOST and PORT from the environment; the HEALTHCHECK probes that PORT
+    assert 'CMD ["wiki-service", "serve"]' in text
+    assert re.search(r"^    HOST=0\.0\.0\.0 \\$", text, re.M) and re.search(r"^    PORT=8000$", text, re.M)
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M | re.S).group(1)
     assert "urllib" in healthcheck and "/healthz" in healthcheck and "curl" not in healthcheck
+    assert "os.environ.get('PORT')" in healthcheck and ":8000/" not in healthcheck
+    # dependencies come from the hash-locked file
+    assert "--require-hashes" in text and "-r requirements.lock" in text
     ignored = (SERVICE / ".dockerignore").read_text().split()
     assert "*" in ignored and "!app/" in ignored  # allow-list: no tests, venvs or .env in the context
 
@@ -66,16 +71,22 @@ def test_workflows_contract():
     assert any(s.get("run", "").strip() == "bash scripts/test" for s in _steps(ci))
     assert release[True]["push"]["tags"] == ["v*"]
     uses = [s["uses"] for s in _steps(ci) + _steps(release) if "uses" in s]
+    texts = "".join((REPO / ".github" / "workflows" / name).read_text() for name in ("ci.yml", "release.yml"))
     for action in uses:
-        assert re.search(r"@v\d+\.\d+\.\d+$", action), f"{action} is not pinned to a version"
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{action} is not pinned to a commit"
+        assert re.search(rf"uses: {re.escape(action)} # v\d+\.\d+\.\d+$", texts, re.M), f"{action}: no tag comment"
     names = {u.split("@")[0] for u in uses}
     assert {"docker/build-push-action", "docker/metadata-action", "docker/login-action"} <= names
     image = release["jobs"]["image"]
     assert image["permissions"]["packages"] == "write"
     login = next(s for s in image["steps"] if s.get("uses", "").startswith("docker/login-action"))
     assert login["with"]["registry"] == "ghcr.io" and "GITHUB_TOKEN" in login["with"]["password"]
+    image_runs = " ".join(s.get("run", "") for s in image["steps"])
+    assert 'docker pull "${REPOSITORY}@${DIGEST}"' in image_runs
+    assert release["jobs"]["chart"]["needs"] == "image"
     chart_runs = " ".join(s.get("run", "") for s in release["jobs"]["chart"]["steps"])
-    assert "helm package" in chart_runs
+    assert "helm package" in chart_runs and "helm push dist/*.tgz \"oci://ghcr.io/" in chart_runs
+    assert 'helm template wiki "oci://ghcr.io/' in chart_runs and "image.digest=${DIGEST}" in chart_runs
     # the release rewrites image.repository with sed: the pattern must hit that line only
     values = (REPO / "charts" / "wiki-service" / "values.yaml").read_text()
     assert "s#^  repository: .*#" in chart_runs
@@ -163,3 +174,18 @@ def test_image_build_context_installs(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "wiki-service = app.__main__:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_lock_pins_every_requirement_within_its_minimum_with_hashes():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = (SERVICE / "requirements.lock").read_text()
+    entries = re.findall(r"^([A-Za-z0-9._-]+)==(\S+)((?: \\\n +--hash=sha256:[0-9a-f]{64})+)", lock, re.M)
+    assert len(entries) == len(re.findall(r"^\S+==", lock, re.M)), "every pin carries its hashes"
+    pinned = {canonicalize_name(name): version for name, version, _ in entries}
+    for line in (SERVICE / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            version = pinned.get(canonicalize_name(requirement.name))
+            assert version and requirement.specifier.contains(version), (line, version)
