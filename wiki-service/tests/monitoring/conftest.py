@@ -16,15 +16,17 @@ import pytest
 import yaml
 
 from tests.conftest import Server, free_port, service_env
-from tests.deploy.deploy_helpers import CHART, NAMESPACE, by_kind, render
+from tests.deploy.deploy_helpers import NAMESPACE, by_kind, render
 from tests.image.podman import run_script
 
-HA_VALUES = CHART / "ci" / "ha-values.yaml"  # the scenario that turns the monitoring objects on
+# The ci scenarios that turn the monitoring objects on, one feature each.
+MONITORING = {"metrics.serviceMonitor.enabled": True, "metrics.prometheusRule.enabled": True,
+              "metrics.grafanaDashboard.enabled": True}
 
 
 @pytest.fixture(scope="session")
 def monitoring_objects() -> list[dict]:
-    return render(HA_VALUES)
+    return render(sets=MONITORING)
 
 
 @pytest.fixture(scope="session")
