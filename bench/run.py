@@ -151,15 +151,18 @@ class Database:
             admin = self.embedded.url("postgres")
         self.url = with_database(admin, self.name)
 
+        _sys_path_for_service()
+        from app.embedded import create_database
+
         async def create() -> None:
             conn = await _connect(admin)
             try:
-                await conn.execute(f'CREATE DATABASE "{self.name}"')
-                self.created = True
                 self.version = await conn.fetchval("SHOW server_version")
                 self.max_connections = int(await conn.fetchval("SHOW max_connections"))
             finally:
                 await conn.close()
+            await create_database(plain_url(admin), self.name)
+            self.created = True
 
         asyncio.run(create())
         log(f"PostgreSQL {self.version}: fresh database {self.name}")

@@ -39,7 +39,8 @@ import httpx
 BENCH_DIR = Path(__file__).resolve().parent
 SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 RESULTS_DIR = BENCH_DIR / "results"
-sys.path.insert(0, str(BENCH_DIR))
+sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
+from app.embedded import create_database, drop_database  # noqa: E402
 from run import free_port, parse_wrk  # noqa: E402 - the harness's wrk parsing, one definition
 
 QUERIES = {
@@ -80,14 +81,6 @@ def cli(*args: str, env: dict[str, str], timeout: float = 3600) -> subprocess.Co
     if result.returncode != 0:
         raise SystemExit(f"wiki-service {args[0]} failed: {(result.stderr or result.stdout)[-500:]}")
     return result
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def definition(url: str, params: dict) -> list[int]:
@@ -213,7 +206,7 @@ def main() -> None:
             subprocess.run([sys.executable, str(BENCH_DIR / "search_corpus.py"), "--posts", str(size),
                             str(corpus)], check=True)
         name = f"search_scale_{size}_{uuid.uuid4().hex[:8]}"
-        asyncio.run(admin(args.admin_url, f'CREATE DATABASE "{name}"'))
+        asyncio.run(create_database(args.admin_url, name))
         url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("DB_")}
         env["DATABASE_URL"] = url
@@ -235,7 +228,7 @@ def main() -> None:
         finally:
             if service is not None:
                 service.stop()
-            asyncio.run(admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(drop_database(args.admin_url, name))
 
     small, large = sizes[0], sizes[-1]
     print(f"\n| shape | plan at {large:,} | median {small:,} | max {small:,} | median {large:,} "

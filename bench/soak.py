@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "wiki-service"
 sys.path.insert(0, str(SERVICE_DIR))
 
-from app.embedded import EmbeddedPostgres, free_port  # noqa: E402
+from app.embedded import EmbeddedPostgres, create_database, free_port  # noqa: E402
 
 PASSWORD = "p@ss:/#%'\" w0rd\\;$"
 WORDS = ["alpha", "beta", "gamma", "delta", "wiki", "postgres", "river", "mountain", "quantum", "tea"]
@@ -222,15 +222,7 @@ def main() -> int:
             server = EmbeddedPostgres(tmp / "pg", password=PASSWORD).start()
             admin_url = server.url()
         name = f"soak_{uuid.uuid4().hex[:8]}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(admin_url)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        asyncio.run(create_database(admin_url, name))
         from sqlalchemy import make_url
 
         db_url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)

@@ -30,6 +30,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "wiki-service"
+sys.path.insert(0, str(SERVICE))
+from app.embedded import create_database, drop_database  # noqa: E402
 
 
 def sample(process: subprocess.Popen) -> dict[str, float]:
@@ -107,7 +109,7 @@ def main() -> None:
         database = f"bench_{uuid.uuid4().hex[:8]}"
         target = f"{base}/{database}"
         log = logs / f"{tool.replace(' --search-index ', '-')}-{round_number}.log"
-        asyncio.run(admin(args.admin_url, f'CREATE DATABASE "{database}"'))
+        asyncio.run(create_database(args.admin_url, database))
         try:
             if tools[tool] is None:
                 result = run_measured(["pgloader", f"sqlite://{args.file.resolve()}", target],
@@ -120,7 +122,7 @@ def main() -> None:
                      "--no-progress", "--reject-report", str(logs / "rejects.jsonl"), *tools[tool]],
                     env, log)
         finally:
-            asyncio.run(admin(args.admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            asyncio.run(drop_database(args.admin_url, database))
         result["log"] = log
         results[tool].append(result)
         print(f"round {round_number}: {tool}: exit {result['rc']}, {result['wall']:.1f} s, "

