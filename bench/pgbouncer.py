@@ -29,21 +29,14 @@ sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 
 from app.embedded import EmbeddedPostgres  # noqa: E402
 from run import WRK_DIR, parse_wrk  # noqa: E402
-from tests.conftest import Server, run_cli, service_env  # noqa: E402
 from tests.faults.pgbouncer import PgBouncer  # noqa: E402
+from tests.support.cli import run_cli, service_env  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 PASSWORD = "bench-pw"
 DATABASE = "bench"
 ENDPOINTS = {"GET /user/{id}": "get_user.lua", "mixed 80/20": "mixed.lua"}
 USERS = 10_000
-
-
-async def _prepare(server: EmbeddedPostgres) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(server.url())
-    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    await conn.close()
 
 
 async def _seed(server: EmbeddedPostgres) -> None:
@@ -78,7 +71,7 @@ def main() -> None:
     bouncer = None
     servers: dict[str, Server] = {}
     try:
-        asyncio.run(_prepare(pg))
+        pg.create_database(DATABASE)
         direct = service_env(DB_HOST=pg.host, DB_PORT=str(pg.port), DB_USER="postgres",
                              DB_PASSWORD=PASSWORD, DB_NAME=DATABASE, LOG_LEVEL="warning")
         direct.pop("DATABASE_URL", None)

@@ -1,43 +1,28 @@
 """The design's configuration contract: DB_* with defaults, DATABASE_URL, DB_PASSWORD_FILE."""
 
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import SERVICE_DIR, SPECIAL_PASSWORD, run_cli, service_env
-
-PRINT_URL = "from app.database import DATABASE_URL; print(DATABASE_URL)"
-
-
-def python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=SERVICE_DIR, env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
-def bare_env(**values: str) -> dict[str, str]:
-    env = service_env(**values)
-    if "DATABASE_URL" not in values:
-        env.pop("DATABASE_URL", None)
-    return env
+from tests.support.cli import PRINT_URL, bare_env, run_cli, run_python
+from tests.support.db import SPECIAL_PASSWORD
 
 
 def test_the_design_command_prints_the_masked_default_url():
-    result = python(PRINT_URL, bare_env())
+    result = run_python(PRINT_URL, bare_env())
     assert result.returncode == 0, result.stderr
     assert result.stdout == "postgresql+asyncpg://postgres:***@localhost:5432/wikidb\n"
 
 
 def test_each_part_comes_from_its_variable():
-    result = python(PRINT_URL, bare_env(DB_USER="wiki", DB_PASSWORD="s3cret-value", DB_HOST="db.internal",
-                                        DB_PORT="6543", DB_NAME="articles"))
+    result = run_python(PRINT_URL, bare_env(DB_USER="wiki", DB_PASSWORD="s3cret-value", DB_HOST="db.internal",
+                                            DB_PORT="6543", DB_NAME="articles"))
     assert result.stdout == "postgresql+asyncpg://wiki:***@db.internal:6543/articles\n"
     assert "s3cret-value" not in result.stdout + result.stderr
 
 
 def test_special_character_password_round_trips_into_the_url():
     code = "from app.database import DATABASE_URL as u; print(repr(u.password)); print(u)"
-    result = python(code, bare_env(DB_PASSWORD=SPECIAL_PASSWORD))
+    result = run_python(code, bare_env(DB_PASSWORD=SPECIAL_PASSWORD))
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()
     assert first == repr(SPECIAL_PASSWORD)
@@ -84,7 +69,7 @@ def test_database_url_overrides_the_parts(password_server):
     env = bare_env(DATABASE_URL=url, DB_HOST="nowhere.invalid", DB_PORT="1")
     result = run_cli("check-db", env=env)
     assert result.returncode == 0, result.stderr
-    printed = python(PRINT_URL, env).stdout
+    printed = run_python(PRINT_URL, env).stdout
     assert printed.startswith("postgresql+asyncpg://postgres:***@127.0.0.1:")
     assert "w0rd" not in printed
 
@@ -105,7 +90,7 @@ def test_database_url_overrides_the_parts(password_server):
 ])
 def test_a_bad_value_stops_with_one_line_naming_the_variable(name, value):
     env = bare_env(**{name: value})
-    for result in (python(PRINT_URL, env), run_cli("check-db", env=env)):
+    for result in (run_python(PRINT_URL, env), run_cli("check-db", env=env)):
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
@@ -117,9 +102,9 @@ def test_a_bad_value_stops_with_one_line_naming_the_variable(name, value):
 def test_pool_settings_follow_the_design_and_can_be_overridden():
     code = ("from app.database import engine; p = engine.sync_engine.pool; "
             "print(p.size(), p._max_overflow, p._timeout, p._pre_ping)")
-    assert python(code, bare_env()).stdout.split() == ["10", "20", "5.0", "True"]
+    assert run_python(code, bare_env()).stdout.split() == ["10", "20", "5.0", "True"]
     custom = bare_env(DB_POOL_SIZE="3", DB_MAX_OVERFLOW="4", DB_POOL_TIMEOUT="2.5", DB_POOL_PRE_PING="false")
-    assert python(code, custom).stdout.split() == ["3", "4", "2.5", "False"]
+    assert run_python(code, custom).stdout.split() == ["3", "4", "2.5", "False"]
 
 
 def test_check_db_against_an_unreachable_server_is_one_line():

@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from tests.conftest import service_env
+from tests.support.cli import service_env
 
 
 def _json_lines(output: str) -> list[dict]:

@@ -8,8 +8,9 @@ import urllib.parse
 import pytest
 from sqlalchemy import make_url
 
-from tests.conftest import SPECIAL_PASSWORD, free_port, run_cli
-from tests.test_config import PRINT_URL, bare_env, python
+from app.embedded import free_port
+from tests.support.cli import PRINT_URL, bare_env, run_cli, run_python
+from tests.support.db import SPECIAL_PASSWORD
 
 
 def _dead() -> str:
@@ -18,7 +19,7 @@ def _dead() -> str:
 
 def test_db_host_list_prints_masked_and_defaults_to_read_write():
     env = bare_env(DB_HOST="db-a:6543,db-b", DB_PASSWORD=SPECIAL_PASSWORD)
-    result = python(PRINT_URL, env)
+    result = run_python(PRINT_URL, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ("postgresql+asyncpg://postgres:***@/wikidb?host=db-a%3A6543&host=db-b%3A5432"
                              "&target_session_attrs=read-write\n")
@@ -27,10 +28,10 @@ def test_db_host_list_prints_masked_and_defaults_to_read_write():
 
 def test_target_session_attrs_variable_and_url_parameter():
     code = "from app.database import DATABASE_URL as u; print(u.query.get('target_session_attrs'))"
-    assert python(code, bare_env()).stdout == "None\n"  # one host: asyncpg's default, any
-    assert python(code, bare_env(DB_TARGET_SESSION_ATTRS="primary")).stdout == "primary\n"
+    assert run_python(code, bare_env()).stdout == "None\n"  # one host: asyncpg's default, any
+    assert run_python(code, bare_env(DB_TARGET_SESSION_ATTRS="primary")).stdout == "primary\n"
     url = "postgresql://u:pw@a:1,b:2/db?target_session_attrs=any"
-    assert python(code, bare_env(DATABASE_URL=url, DB_TARGET_SESSION_ATTRS="primary")).stdout == "any\n"
+    assert run_python(code, bare_env(DATABASE_URL=url, DB_TARGET_SESSION_ATTRS="primary")).stdout == "any\n"
 
 
 @pytest.mark.parametrize("name, value", [
@@ -68,7 +69,7 @@ def test_libpq_url_with_a_host_list_and_a_special_password(password_server):
            "/postgres?target_session_attrs=read-write")
     result = run_cli("check-db", env=bare_env(DATABASE_URL=url))
     assert result.returncode == 0, result.stderr
-    printed = python(PRINT_URL, bare_env(DATABASE_URL=url)).stdout
+    printed = run_python(PRINT_URL, bare_env(DATABASE_URL=url)).stdout
     assert printed.startswith("postgresql+asyncpg://postgres:***@/postgres?host=127.0.0.1")
     for secret in (SPECIAL_PASSWORD, password, "w0rd"):
         assert secret not in printed + result.stdout + result.stderr

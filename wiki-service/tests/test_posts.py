@@ -1,14 +1,10 @@
 """The posts API: creation, reading, per-user lists, filters and full-text search."""
 
-from tests.test_users import _metric
-
-
-async def _user(client, name="author"):
-    return (await client.post("/users", json={"name": name})).json()["id"]
+from tests.support.api import create_user, metric_value
 
 
 async def test_create_post_returns_201_with_the_old_body(client, db):
-    user_id = await _user(client)
+    user_id = await create_user(client)
     response = await client.post("/posts", json={"user_id": user_id, "content": "First!"})
     assert response.status_code == 201
     body = response.json()
@@ -26,7 +22,7 @@ async def test_post_for_unknown_user_is_404_and_nothing_is_stored(client, db):
 
 
 async def test_read_post_and_404(client):
-    user_id = await _user(client)
+    user_id = await create_user(client)
     post = (await client.post("/posts", json={"user_id": user_id, "content": "hello"})).json()
     assert (await client.get(f"/posts/{post['post_id']}")).json() == post
     missing = await client.get("/posts/987654")
@@ -35,7 +31,7 @@ async def test_read_post_and_404(client):
 
 
 async def test_user_posts_are_listed_newest_first_and_paged(client):
-    alice, bob = await _user(client, "alice"), await _user(client, "bob")
+    alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
     alice_posts = [
         (await client.post("/posts", json={"user_id": alice, "content": f"a{i}"})).json()["post_id"]
         for i in range(5)
@@ -50,7 +46,7 @@ async def test_user_posts_are_listed_newest_first_and_paged(client):
 
 
 async def test_posts_of_unknown_user_is_404_but_of_a_quiet_user_is_empty(client):
-    quiet = await _user(client, "quiet")
+    quiet = await create_user(client, "quiet")
     assert (await client.get(f"/users/{quiet}/posts")).json() == {"items": [], "next_cursor": None}
     response = await client.get("/users/555555/posts")
     assert response.status_code == 404
@@ -58,7 +54,7 @@ async def test_posts_of_unknown_user_is_404_but_of_a_quiet_user_is_empty(client)
 
 
 async def test_list_posts_filtered_by_user(client):
-    alice, bob = await _user(client, "alice"), await _user(client, "bob")
+    alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
     await client.post("/posts", json={"user_id": alice, "content": "from alice"})
     await client.post("/posts", json={"user_id": bob, "content": "from bob"})
     everything = (await client.get("/posts")).json()["items"]
@@ -68,7 +64,7 @@ async def test_list_posts_filtered_by_user(client):
 
 
 async def test_full_text_search(client):
-    author = await _user(client)
+    author = await create_user(client)
     for content in (
         "PostgreSQL full-text search is built in",
         "Kubernetes runs the pods",
@@ -104,9 +100,9 @@ async def test_user_posts_list_uses_the_user_index(client, db):
 
 
 async def test_new_post_counter_counts(client):
-    author = await _user(client)
-    before = _metric((await client.get("/metrics")).text, "posts_created_total")
+    author = await create_user(client)
+    before = metric_value((await client.get("/metrics")).text, "posts_created_total")
     await client.post("/posts", json={"user_id": author, "content": "one"})
     await client.post("/posts", json={"user_id": 123456, "content": "refused"})
-    after = _metric((await client.get("/metrics")).text, "posts_created_total")
+    after = metric_value((await client.get("/metrics")).text, "posts_created_total")
     assert after == before + 1

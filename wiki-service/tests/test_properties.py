@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from app.posts.models import CONTENT_MAX_LENGTH
 from app.users.models import NAME_MAX_LENGTH
 from app.validation import Content, Name, SearchQuery
-from tests.conftest import Server, service_env
+from tests.support.server import Server, Servers
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
@@ -39,11 +39,8 @@ MIN_REQUESTS = 400
 @pytest.fixture(scope="module")
 def api() -> Iterator[Server]:
     """`wiki-service serve` on the run's database, shared by this module's tests."""
-    server = Server(service_env())
-    try:
-        yield server.wait_healthy()
-    finally:
-        server.stop()
+    with Servers() as serve:
+        yield serve()
 
 
 def test_every_operation_conforms_to_the_openapi_document(api):

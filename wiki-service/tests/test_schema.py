@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import httpx
 
-from tests.conftest import SERVICE_DIR, admin_execute, run_cli, service_env
+from tests.support.cli import SERVICE_DIR, run_cli, service_env
+from tests.support.db import admin_execute
 
 
 def test_concurrent_upgrades_all_succeed(fresh_database):

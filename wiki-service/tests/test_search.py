@@ -19,7 +19,7 @@ import pytest
 
 from app.metrics import SEARCH_PLANS
 from app.posts.search import newest_matches
-from tests.conftest import run_cli, service_env
+from tests.support.cli import run_cli, service_env
 
 POSTS = 6000
 ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids

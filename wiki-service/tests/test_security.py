@@ -3,7 +3,6 @@ oversized bodies are refused before they are read, and the docs need no third pa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
@@ -14,13 +13,13 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import URL
 
 from app.embedded import EmbeddedPostgres, free_port
-from tests.conftest import Server, run_cli, service_env
+from tests.support.cli import run_cli, run_python, service_env
+from tests.support.server import Server, Servers
 
 PASSWORD = "p@ss:/#%'\" w0rd\\;$"
 # The raw password and every way a URL or a log line could spell it.
@@ -47,15 +46,7 @@ def assert_no_secret(text: str, where: str) -> None:
 def secret_pg() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="wiki-secret-pg-"))
     server = EmbeddedPostgres(root / "data", password=PASSWORD).start()
-
-    async def create() -> None:
-        conn = await asyncpg.connect(server.url())
-        try:
-            await conn.execute('CREATE DATABASE "wikisecret"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    server.create_database("wikisecret")
     try:
         yield server
     finally:
@@ -105,29 +96,18 @@ def test_password_absent_from_migrations_check_db_and_the_printed_url(secret_pg,
             assert result.returncode != 0
             assert_no_secret(result.stdout + result.stderr, f"failing `{' '.join(args)}`")
 
-    printed = run_cli_python("from app.database import DATABASE_URL; print(DATABASE_URL); "
-                             "print(repr(DATABASE_URL))", config(secret_pg))
+    printed = run_python("from app.database import DATABASE_URL; print(DATABASE_URL); "
+                         "print(repr(DATABASE_URL))", config(secret_pg))
     assert printed.returncode == 0, printed.stderr
     assert "***" in printed.stdout
     assert_no_secret(printed.stdout + printed.stderr, "the printed DATABASE_URL")
 
 
-def run_cli_python(code: str, env: dict[str, str]):
-    import subprocess
-    import sys
-
-    from tests.conftest import SERVICE_DIR
-
-    return subprocess.run([sys.executable, "-c", code], cwd=SERVICE_DIR, env=env,
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-
-
-def test_password_absent_from_logs_errors_and_metrics_with_sql_echo(secret_pg):
+def test_password_absent_from_logs_errors_and_metrics_with_sql_echo(secret_pg, serve):
     assert run_cli("db", "upgrade", env=db_env(secret_pg)).returncode == 0
-    server = Server(db_env(secret_pg, DB_ECHO="true", LOG_LEVEL="debug", DB_POOL_TIMEOUT="2"))
+    server = serve(db_env(secret_pg, DB_ECHO="true", LOG_LEVEL="debug", DB_POOL_TIMEOUT="2"))
     answers: list[str] = []
     try:
-        server.wait_healthy()
         with httpx.Client(base_url=server.base_url, timeout=30) as http:
             user = http.post("/users", json={"name": "echo"}).json()
             for method, path, kwargs in [
@@ -210,11 +190,8 @@ async def test_sql_injection_in_every_query_and_path_parameter_is_rejected_or_da
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Server]:
-    server = Server(service_env())
-    try:
-        yield server.wait_healthy()
-    finally:
-        server.stop()
+    with Servers() as serve:
+        yield serve()
 
 
 def _read_response(sock: socket.socket) -> bytes:

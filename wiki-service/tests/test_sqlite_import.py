@@ -16,37 +16,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import SERVICE_DIR, service_env
-
-# The old service's tables, as SQLAlchemy created them, minus NOT NULL so that the tests can
-# write the NULLs real files hold anyway (SQLite enforces neither types nor foreign keys), and
-# with `name` untyped so that an integer stays an integer (VARCHAR affinity would turn it to text).
-OLD_SCHEMA = """
-CREATE TABLE users (id INTEGER NOT NULL, name, created_time DATETIME
-    DEFAULT (CURRENT_TIMESTAMP), PRIMARY KEY (id));
-CREATE TABLE posts (id INTEGER NOT NULL, content TEXT, user_id INTEGER, created_time DATETIME
-    DEFAULT (CURRENT_TIMESTAMP), PRIMARY KEY (id), FOREIGN KEY(user_id) REFERENCES users (id));
-"""
-
-
-def make_source(path: Path, users=(), posts=(), *, raw_users=(), raw_posts=()) -> Path:
-    """users: (id, name, created_time); posts: (id, user_id, content, created_time); raw_*: SQL."""
-    db = sqlite3.connect(path)
-    db.executescript(OLD_SCHEMA)
-    db.executemany("INSERT INTO users (id, name, created_time) VALUES (?, ?, ?)", users)
-    db.executemany("INSERT INTO posts (id, user_id, content, created_time) VALUES (?, ?, ?, ?)", posts)
-    for sql in (*raw_users, *raw_posts):
-        db.execute(sql)
-    db.commit()
-    db.close()
-    return path
-
+from tests.support.cli import SERVICE_DIR, run_cli, service_env
+from tests.support.sqlite_source import clean_source, make_source
 
 def env_for(url: str) -> dict[str, str]:
     return service_env(DATABASE_URL=url)
 
 
-def migrate(run_cli, url: str, source: Path, *args: str) -> subprocess.CompletedProcess:
+def migrate(url: str, source: Path, *args: str) -> subprocess.CompletedProcess:
     report = source.with_suffix(".rejects.jsonl")
     return run_cli("migrate-sqlite", str(source), "--reject-report", str(report), *args,
                    env=env_for(url))
@@ -94,21 +71,11 @@ def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=timezone.utc)
 
 
-def clean_source(path: Path, users: int = 30, posts: int = 60) -> Path:
-    return make_source(
-        path,
-        users=[(i, f"user {i}", f"2024-01-{1 + i % 28:02d} 10:00:{i % 60:02d}")
-               for i in range(1, users + 1)],
-        posts=[(i, 1 + i % users, f"post {i}\twith a tab, a \\ and\na newline", "2024-02-01 00:00:00")
-               for i in range(1, posts + 1)],
-    )
-
-
 # -- clean files ---------------------------------------------------------------------------
 
 
 def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
-        tmp_path, run_cli, fresh_database, db_url):
+        tmp_path, fresh_database, db_url):
     source = make_source(
         tmp_path / "app.db",
         users=[
@@ -124,7 +91,7 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
                (205, 7, "y" * 100_000, "2024-03-02 00:00:00.123456")],
     )
     url = fresh_database()
-    result = migrate(run_cli, url, source)
+    result = migrate(url, source)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     users = {row["id"]: (row["name"], row["created_time"])
@@ -158,9 +125,9 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
     assert search_statistics(url) == {"posts.search": True, "posts_search_idx.expr": False}
 
 
-def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, fresh_database):
+def test_progress_lines_when_not_a_terminal(tmp_path, fresh_database):
     source = clean_source(tmp_path / "app.db", users=50, posts=100)
-    result = migrate(run_cli, fresh_database(), source, "--batch-size", "10")
+    result = migrate(fresh_database(), source, "--batch-size", "10")
     assert result.returncode == 0, result.stderr
     assert "users: 10/50 rows read" in result.stdout
     assert "posts: 100/100 rows read" in result.stdout
@@ -170,7 +137,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, fresh_database):
 # -- dirty files ---------------------------------------------------------------------------
 
 
-def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, run_cli, fresh_database):
+def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, fresh_database):
     ok = "2024-01-01 00:00:00"
     source = make_source(
         tmp_path / "app.db",
@@ -193,7 +160,7 @@ def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, run_
         ],
     )
     url = fresh_database()
-    result = migrate(run_cli, url, source)
+    result = migrate(url, source)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     report_path = str(source.with_suffix(".rejects.jsonl"))
@@ -242,7 +209,7 @@ def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, run_
     assert result.stdout.count(" match") == 2
 
 
-def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, run_cli, fresh_database):
+def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, fresh_database):
     """Users and posts read by two processes, range by range (sparse ids, dirty rows in many
     ranges, posts of users rejected in the other reader's ranges), land exactly as when one
     process reads them all, with the same reasons in the reject report."""
@@ -254,7 +221,7 @@ def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, run_cli, f
     outcomes = []
     for batch_size in ("100", "100000"):  # 2 readers over 600 ranges; 1 reader
         url = fresh_database()
-        result = migrate(run_cli, url, source, "--batch-size", batch_size)
+        result = migrate(url, source, "--batch-size", batch_size)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stdout.count(" match") == 2
         summary = [line for line in result.stdout.splitlines() if line.startswith(("  users", "  posts"))]
@@ -271,11 +238,11 @@ def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, run_cli, f
 
 
 def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
-        tmp_path, run_cli, fresh_database):
+        tmp_path, fresh_database):
     source = clean_source(tmp_path / "app.db", users=20, posts=40)
     url = fresh_database()
-    assert migrate(run_cli, url, source).returncode == 0
-    again = migrate(run_cli, url, source)
+    assert migrate(url, source).returncode == 0
+    again = migrate(url, source)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "loaded by the staged path" in again.stdout
     assert "users: 20 in source, 20 landed (0 new, 20 already there), 0 rejected, 0 conflicts" in again.stdout
@@ -289,7 +256,7 @@ def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
     db.execute("INSERT INTO posts VALUES (41, 'new post', 21, '2024-05-05 05:05:05')")
     db.commit()
     db.close()
-    conflicted = migrate(run_cli, url, source)
+    conflicted = migrate(url, source)
     assert conflicted.returncode == 2, conflicted.stdout + conflicted.stderr
     found = rejects(source)
     assert found[("users", 3)]["reason"].startswith("conflict")
@@ -309,7 +276,7 @@ def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
     assert query(url, "INSERT INTO users (name) VALUES ('next') RETURNING id")[0]["id"] == 22
 
 
-def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, run_cli, fresh_database):
+def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, fresh_database):
     """The sequences pass the source's highest ids even when those rows were rejected, so the
     rerun after the source is fixed lands them with their own ids, beside the rows the
     service created in between."""
@@ -318,7 +285,7 @@ def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, run_cli
                          posts=[(1, 1, "kept", "2024-01-01 00:00:00"),
                                 (7, 9, "of the rejected user", "2024-01-01 00:00:00")])
     url = fresh_database()
-    first = migrate(run_cli, url, source)
+    first = migrate(url, source)
     assert first.returncode == 2, first.stdout + first.stderr
     assert set(rejects(source)) == {("users", 9), ("posts", 7)}
     assert query(url, "INSERT INTO users (name) VALUES ('new') RETURNING id")[0]["id"] == 10
@@ -329,7 +296,7 @@ def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, run_cli
     db.execute("UPDATE users SET name = 'bob' WHERE id = 9")
     db.commit()
     db.close()
-    fixed = migrate(run_cli, url, source)
+    fixed = migrate(url, source)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert [tuple(r) for r in query(url, "SELECT id, name FROM users ORDER BY id")] == [
         (1, "ann"), (9, "bob"), (10, "new")]
@@ -373,24 +340,24 @@ def test_killed_run_then_rerun_lands_everything_exactly_once(tmp_path, fresh_dat
     assert schema_of(url) == schema_of(db_url)
 
 
-def test_killed_after_commit_before_indexes_is_repaired(tmp_path, run_cli, fresh_database, db_url):
+def test_killed_after_commit_before_indexes_is_repaired(tmp_path, fresh_database, db_url):
     source = clean_source(tmp_path / "app.db")
     url = fresh_database()
-    assert migrate(run_cli, url, source).returncode == 0
+    assert migrate(url, source).returncode == 0
     # What a kill between the fast path's commit and its index builds leaves behind.
     execute(url, "DROP INDEX posts_search_idx")
     execute(url, "ALTER TABLE posts DROP CONSTRAINT posts_user_id_fkey")
-    rerun = migrate(run_cli, url, source)
+    rerun = migrate(url, source)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "rebuilding after an interrupted run" in rerun.stdout
     assert schema_of(url) == schema_of(db_url)
 
 
 def test_search_index_later_then_built_while_the_service_serves(
-        tmp_path, run_cli, fresh_database, db_url, serve):
+        tmp_path, fresh_database, db_url, serve):
     source = clean_source(tmp_path / "app.db")
     url = fresh_database()
-    result = migrate(run_cli, url, source, "--search-index", "later")
+    result = migrate(url, source, "--search-index", "later")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "posts_search_idx not built and posts.search not filled (--search-index later)" in result.stdout
     assert query(url, "SELECT to_regclass('posts_search_idx')")[0][0] is None
@@ -425,10 +392,10 @@ def test_search_index_later_then_built_while_the_service_serves(
     assert again.returncode == 0 and "every secondary index is present and valid" in again.stdout
 
 
-def test_build_indexes_replaces_an_invalid_leftover(tmp_path, run_cli, fresh_database, db_url):
+def test_build_indexes_replaces_an_invalid_leftover(tmp_path, fresh_database, db_url):
     source = clean_source(tmp_path / "app.db")
     url = fresh_database()
-    assert migrate(run_cli, url, source, "--search-index", "later").returncode == 0
+    assert migrate(url, source, "--search-index", "later").returncode == 0
     # What a CREATE INDEX CONCURRENTLY that died leaves: an invalid index under the name.
     with pytest.raises(asyncpg.UniqueViolationError):
         execute(url, "CREATE UNIQUE INDEX CONCURRENTLY posts_search_idx ON posts (user_id)")
@@ -442,14 +409,14 @@ def test_build_indexes_replaces_an_invalid_leftover(tmp_path, run_cli, fresh_dat
 # -- dry run and bad invocations --------------------------------------------------------------
 
 
-def test_dry_run_checks_and_reports_but_writes_nothing(tmp_path, run_cli, fresh_database):
+def test_dry_run_checks_and_reports_but_writes_nothing(tmp_path, fresh_database):
     source = clean_source(tmp_path / "app.db", users=10, posts=10)
     db = sqlite3.connect(source)
     db.execute("INSERT INTO posts VALUES (99, 'orphan', 12345, '2024-01-01 00:00:00')")
     db.commit()
     db.close()
     url = fresh_database()
-    result = migrate(run_cli, url, source, "--dry-run")
+    result = migrate(url, source, "--dry-run")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "dry run: nothing was written" in result.stdout
     assert "posts: 11 in source, 10 would land, 1 rejected" in result.stdout
@@ -466,33 +433,33 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_missing_file(tmp_path, run_cli, db_url):
-    line = _one_line_error(migrate(run_cli, db_url, tmp_path / "nope.db"))
+def test_missing_file(tmp_path, db_url):
+    line = _one_line_error(migrate(db_url, tmp_path / "nope.db"))
     assert "no such file" in line
 
 
-def test_not_sqlite(tmp_path, run_cli, db_url):
+def test_not_sqlite(tmp_path, db_url):
     bogus = tmp_path / "app.db"
     bogus.write_text("this is not a database, just some words " * 100)
-    line = _one_line_error(migrate(run_cli, db_url, bogus))
+    line = _one_line_error(migrate(db_url, bogus))
     assert "is not an SQLite database" in line
 
 
-def test_source_without_the_tables(tmp_path, run_cli, db_url):
+def test_source_without_the_tables(tmp_path, db_url):
     other = tmp_path / "other.db"
     db = sqlite3.connect(other)
     db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, created_time TEXT)")
     db.close()
-    line = _one_line_error(migrate(run_cli, db_url, other))
+    line = _one_line_error(migrate(db_url, other))
     assert "has no table 'posts'" in line
 
 
-def test_unreachable_target_does_not_print_the_password(tmp_path, run_cli):
+def test_unreachable_target_does_not_print_the_password(tmp_path):
     from app.embedded import free_port
 
     source = clean_source(tmp_path / "app.db", users=1, posts=1)
     url = f"postgresql://someone:s3cret-pw@127.0.0.1:{free_port()}/wikidb"
-    line = _one_line_error(migrate(run_cli, url, source))
+    line = _one_line_error(migrate(url, source))
     assert "cannot connect to PostgreSQL at someone@127.0.0.1" in line
     assert "s3cret-pw" not in line
 

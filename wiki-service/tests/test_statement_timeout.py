@@ -6,16 +6,17 @@ import uuid
 import asyncpg
 from sqlalchemy import URL
 
-from tests.conftest import admin_execute, run_cli, service_env
+from app.embedded import create_database
+from tests.support.cli import run_cli, service_env
+from tests.support.db import create_role, drop_role_and_database
 
 APP_PASSWORD = "app-pw:@/ x"
 
 
 async def test_upgrade_stores_the_timeout_for_its_own_role_and_database(password_server):
     role, database = f"wiki_app_{uuid.uuid4().hex[:8]}", f"st_{uuid.uuid4().hex[:8]}"
-    quoted_password = APP_PASSWORD.replace("'", "''")
-    await admin_execute(password_server.url(), f"CREATE ROLE {role} LOGIN PASSWORD '{quoted_password}'",
-                        f"CREATE DATABASE {database} OWNER {role}")
+    await create_role(password_server.url(), role, APP_PASSWORD)
+    await create_database(password_server.url(), database, owner=role)
 
     def url(name: str) -> str:
         return URL.create("postgresql", username=role, password=APP_PASSWORD, host=password_server.host,
@@ -38,4 +39,4 @@ async def test_upgrade_stores_the_timeout_for_its_own_role_and_database(password
         assert result.returncode == 0, result.stderr
         assert await timeout_in(database) == "0"
     finally:
-        await admin_execute(password_server.url(), f"DROP DATABASE {database} WITH (FORCE)", f"DROP ROLE {role}")
+        await drop_role_and_database(password_server.url(), database, role)

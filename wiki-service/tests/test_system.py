@@ -5,7 +5,7 @@ import time
 
 import httpx
 
-from tests.conftest import service_env
+from tests.support.cli import service_env
 
 
 async def test_service_info(client):

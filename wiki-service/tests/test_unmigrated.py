@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import run_cli, service_env
+from tests.support.cli import run_cli, service_env
 
 
 def test_unmigrated_database_answers_503_then_serves_after_upgrade(fresh_database, serve):

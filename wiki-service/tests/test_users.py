@@ -2,6 +2,8 @@
 
 from datetime import datetime, timedelta, timezone
 
+from tests.support.api import metric_value
+
 
 async def test_create_user_returns_201_with_the_old_body(client, db):
     response = await client.post("/users", json={"name": "Ada Lovelace"})
@@ -73,15 +75,8 @@ async def test_a_page_after_the_last_is_empty(client):
 
 
 async def test_new_user_counter_counts(client):
-    before = _metric((await client.get("/metrics")).text, "users_created_total")
+    before = metric_value((await client.get("/metrics")).text, "users_created_total")
     await client.post("/users", json={"name": "counted"})
     await client.post("/users", json={"name": ""})  # refused, not counted
-    after = _metric((await client.get("/metrics")).text, "users_created_total")
+    after = metric_value((await client.get("/metrics")).text, "users_created_total")
     assert after == before + 1
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in metrics")

@@ -6,6 +6,7 @@ import pytest
 
 from app.posts.models import CONTENT_MAX_LENGTH
 from app.users.models import NAME_MAX_LENGTH
+from tests.support.api import create_user
 
 FORBIDDEN_IN_ERRORS = ("asyncpg", "sqlalchemy", "INSERT", "SELECT", "violates", "postgres", "Traceback")
 
@@ -19,10 +20,6 @@ def assert_clean_error(response, status):
         assert word.lower() not in response.text.lower()
 
 
-async def _user(client):
-    return (await client.post("/users", json={"name": "writer"})).json()["id"]
-
-
 @pytest.mark.parametrize("name", ["", " ", "\t\n ", "\u3000"])
 async def test_blank_names_are_refused(client, name):
     assert_clean_error(await client.post("/users", json={"name": name}), 422)
@@ -34,7 +31,7 @@ async def test_name_length_limit(client):
 
 
 async def test_content_length_limit(client):
-    user = await _user(client)
+    user = await create_user(client, "writer")
     ok = await client.post("/posts", json={"user_id": user, "content": "c" * CONTENT_MAX_LENGTH})
     assert ok.status_code == 201
     too_long = await client.post("/posts", json={"user_id": user, "content": "c" * (CONTENT_MAX_LENGTH + 1)})
@@ -43,7 +40,7 @@ async def test_content_length_limit(client):
 
 @pytest.mark.parametrize("text", ["nul\x00inside", "\x00"])
 async def test_nul_cannot_be_stored_and_is_refused(client, text):
-    user = await _user(client)
+    user = await create_user(client, "writer")
     assert_clean_error(await client.post("/users", json={"name": text}), 422)
     assert_clean_error(await client.post("/posts", json={"user_id": user, "content": text}), 422)
 
@@ -109,7 +106,7 @@ async def test_validation_errors_do_not_echo_the_input(client):
 
 
 async def test_bodies_over_one_mebibyte_are_refused(client):
-    user = await _user(client)
+    user = await create_user(client, "writer")
     content = "a" * (1024 * 1024)
     response = await client.post("/posts", json={"user_id": user, "content": content})
     assert_clean_error(response, 413)

@@ -2,17 +2,14 @@
 
 import asyncio
 import json
-import re
+import subprocess
+import sys
 
 import httpx
 
-from tests.conftest import service_env, truncate
-
-
-def _value(text: str, name: str) -> float:
-    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
-    assert match, f"{name} missing"
-    return float(match.group(1))
+from tests.support.api import metric_value
+from tests.support.cli import run_python, service_env
+from tests.support.db import truncate
 
 
 async def test_counters_add_up_across_two_workers(serve, db_url, db):
@@ -36,12 +33,12 @@ async def test_counters_add_up_across_two_workers(serve, db_url, db):
             # Every scrape, whichever worker answers it, reports the totals of all workers.
             for _ in range(6):
                 scrape = await http.get("/metrics")
-                assert _value(scrape.text, "users_created_total") == created_users
-                assert _value(scrape.text, "posts_created_total") == created_posts
+                assert metric_value(scrape.text, "users_created_total") == created_users
+                assert metric_value(scrape.text, "posts_created_total") == created_posts
     assert await db.fetchval("SELECT count(*) FROM users") == created_users
     text = httpx.get(f"{server.base_url}/metrics").text
-    assert _value(text, 'http_requests_total{method="POST",route="/users",status="201"}') == created_users
-    assert _value(text, "db_pool_size") == 20  # livesum: 10 for each live worker
+    assert metric_value(text, 'http_requests_total{method="POST",route="/users",status="201"}') == created_users
+    assert metric_value(text, "db_pool_size") == 20  # livesum: 10 for each live worker
     server.stop()
     writers = {
         entry["pid"] for entry in map(json.loads, server.output().splitlines())
@@ -52,11 +49,6 @@ async def test_counters_add_up_across_two_workers(serve, db_url, db):
 
 def test_a_killed_workers_pool_gauges_are_dropped_when_workers_start(tmp_path):
     """A worker killed with SIGKILL leaves its gauge file; the next start forgets it."""
-    import subprocess
-    import sys
-
-    from tests.conftest import SERVICE_DIR
-
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
     code = (
@@ -73,6 +65,5 @@ def test_a_killed_workers_pool_gauges_are_dropped_when_workers_start(tmp_path):
         "assert not any(f.startswith('gauge_live') and str(%d) in f for f in left), left\n"
         "print('ok')\n"
     ) % (dead.pid, dead.pid)
-    result = subprocess.run([sys.executable, "-c", code], cwd=SERVICE_DIR, capture_output=True, text=True,
-                            env=service_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)), timeout=60)
+    result = run_python(code, service_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
     assert result.stdout.strip() == "ok", result.stderr

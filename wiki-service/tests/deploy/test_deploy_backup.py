@@ -18,7 +18,7 @@ import pytest
 
 from app.embedded import EmbeddedPostgres
 from deploy_helpers import CHART, by_kind, containers, one, pod_spec, render, resolve_env
-from tests.conftest import admin_execute
+from tests.support.db import admin_execute, create_role
 
 BACKUP = CHART / "ci" / "backup-values.yaml"
 SERVICE_BIN = Path(sys.executable).parent / "wiki-service"
@@ -112,9 +112,8 @@ def _pod_env(obj: dict, objects: list[dict], root: Path, server: EmbeddedPostgre
 def _prepare_database(server: EmbeddedPostgres, user: str, database: str, password: str, root: Path) -> None:
     """What the bundled PostgreSQL and the migration init containers leave: the app's role owning
     its database, migrated to head."""
-    quoted = password.replace("'", "''")
-    asyncio.run(admin_execute(server.url(), f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
-                     f'CREATE DATABASE "{database}" OWNER "{user}"'))
+    asyncio.run(create_role(server.url(), user, password))
+    server.create_database(database, owner=user)
     url = f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"
     env = {"PATH": os.environ["PATH"], "HOME": str(root), "DATABASE_URL": url}
     _run([str(SERVICE_BIN), "db", "upgrade"], env, password)

@@ -7,10 +7,8 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,17 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
+from app.embedded import create_database, free_port
 from deploy_helpers import CHART, one, render, resolve_env
-from tests.conftest import admin_execute
+from tests.support.db import create_role, drop_role_and_database
 
 VENV_BIN = Path(sys.executable).parent
 SERVICE_BIN = VENV_BIN / "wiki-service"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
@@ -47,7 +40,7 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
     # password as an env var, and two workers (Prometheus multiprocess dir under /tmp)
     (CHART / "ci" / "password-env-values.yaml", {"config.workers": 2}),
 ], ids=["chart-defaults", "password-env-2-workers"])
-def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin_url, tmp_path):
+def test_rendered_pod_runs_against_postgresql(values_file, sets, admin_url, serve, tmp_path):
     assert SERVICE_BIN.exists(), f"{SERVICE_BIN} missing: pip install ./wiki-service into this venv"
     suffix = uuid.uuid4().hex[:10]
     objects = render(values_file, {**sets, "postgresql.auth.username": f"wiki_{suffix}",
@@ -66,18 +59,15 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin
     if "DB_PASSWORD_FILE" in env:
         assert "DB_PASSWORD" not in env
 
-    admin = make_url(deploy_pg_admin_url)
-    quoted = password.replace("'", "''")
-    asyncio.run(admin_execute(deploy_pg_admin_url, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
-                       f'CREATE DATABASE "{database}" OWNER "{user}"'))
+    admin = make_url(admin_url)
+    asyncio.run(create_role(admin_url, user, password))
+    asyncio.run(create_database(admin_url, database, owner=user))
     # A clean environment like the image's: nothing from this test process leaks in.
     work = tmp_path / "tmp"
     work.mkdir()
     base = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     point_at_test_server = {"DB_HOST": admin.host or "127.0.0.1", "DB_PORT": str(admin.port or 5432)}
-    server = None
-    log = tmp_path / "server.log"
     try:
         migrate_env = {**base, **resolve_env(pod, migrate, objects, tmp_path / "secrets"), **point_at_test_server}
         proc = subprocess.run(migrate["command"] + migrate.get("args", []), env=migrate_env,
@@ -85,25 +75,14 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin
         assert proc.returncode == 0, f"migration failed:\n{proc.stdout}\n{proc.stderr}"
         assert password not in proc.stdout + proc.stderr
 
-        port = _free_port()
+        port = free_port()
         command = api["command"] + api.get("args", [])
         assert command[0] == "wiki-service"
         command = [str(SERVICE_BIN), *command[1:]]
         command[command.index("--port") + 1] = str(port)
-        with log.open("w") as out:
-            server = subprocess.Popen(command, env={**base, **env, **point_at_test_server},
-                                      stdout=out, stderr=subprocess.STDOUT)
-        base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"server exited early:\n{log.read_text()}"
-            try:
-                if _http("GET", base_url + "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"server never became healthy:\n{log.read_text()}"
-            time.sleep(0.2)
+        server = serve({**base, **env, **point_at_test_server}, command=command, port=port, wait=False)
+        server.wait_healthy(60)
+        base_url = server.base_url
 
         status, body = _http("GET", base_url + "/healthz")
         assert (status, json.loads(body)) == (200, {"status": "ok"})
@@ -126,17 +105,12 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, deploy_pg_admin
         for label in ("method", "route", "status"):
             assert f"{label}=" in sample
 
-        server.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is normal too
-        assert server.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
-        output = log.read_text()
+        assert server.stop(signal.SIGTERM, timeout=60) in (0, -signal.SIGTERM), server.output()
+        output = server.output()
         assert "Application shutdown complete" in output, output
         assert password not in output
         json_lines = [line for line in output.splitlines() if line.startswith("{")]
         assert json_lines, "expected JSON log lines on stdout"
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
-            server.wait()
-        asyncio.run(admin_execute(deploy_pg_admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
-                           f'DROP ROLE IF EXISTS "{user}"'))
+        asyncio.run(drop_role_and_database(admin_url, database, user))

@@ -18,9 +18,9 @@ OUTAGE_SECONDS = 4.0
 RECOVERY_BOUND = 5.0
 
 
-async def test_database_restart_under_load(fault_db, start_server):
+async def test_database_restart_under_load(fault_db, serve):
     env = fault_db.env(DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
-    servers = [start_server(env), start_server(env)]
+    servers = [serve(env), serve(env)]
     pids = [s.process.pid for s in servers]
     urls = [s.base_url for s in servers]
     pg = fault_db.server

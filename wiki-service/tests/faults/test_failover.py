@@ -13,10 +13,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import run_cli, service_env
-from tests.faults.conftest import FAULT_PASSWORD, SECRET_FORMS
+from app.embedded import create_database
+from tests.faults.database import FAULT_PASSWORD, SECRET_FORMS
 from tests.faults.load import Load, Probe, assert_acknowledged_writes_stored, describe
 from tests.faults.replication import ReplicatedPair
+from tests.support.cli import run_cli, service_env
 
 pytestmark = pytest.mark.faults
 
@@ -40,18 +41,16 @@ async def _writes_everywhere(urls: list[str]) -> bool:
     return all(a.status_code == 201 for a in answers)
 
 
-async def test_primary_killed_standby_promoted_under_load(pair, start_server):
+async def test_primary_killed_standby_promoted_under_load(pair, serve):
     primary, standby = pair.primary, pair.standby
-    conn = await asyncpg.connect(primary.url())
-    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    await conn.close()
+    await create_database(primary.url(), DATABASE)
     env = service_env(DB_HOST=f"{primary.host}:{primary.port},{standby.host}:{standby.port}",
                       DB_USER="postgres", DB_PASSWORD=FAULT_PASSWORD, DB_NAME=DATABASE,
                       DB_POOL_TIMEOUT="2", LOG_LEVEL="info")
     env.pop("DATABASE_URL", None)
     upgrade = run_cli("db", "upgrade", env=env)  # read-write: it must pick the primary
     assert upgrade.returncode == 0, upgrade.stderr
-    servers = [start_server(env), start_server(env)]
+    servers = [serve(env), serve(env)]
     pids = [s.process.pid for s in servers]
     urls = [s.base_url for s in servers]
 

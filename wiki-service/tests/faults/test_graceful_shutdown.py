@@ -17,8 +17,8 @@ pytestmark = pytest.mark.faults
 IN_FLIGHT = 3
 
 
-async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(fault_db, start_server):
-    server = start_server(fault_db.env(DB_POOL_TIMEOUT="2"))
+async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(fault_db, serve):
+    server = serve(fault_db.env(DB_POOL_TIMEOUT="2"))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http, \
             TableLock(fault_db.url, "users") as lock:
         # Writes held inside PostgreSQL by the lock: in flight when the signal comes.

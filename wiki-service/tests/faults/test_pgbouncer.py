@@ -14,10 +14,10 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import run_cli
-from tests.faults.conftest import FAULT_PASSWORD
+from tests.faults.database import FAULT_PASSWORD
 from tests.faults.load import Load, TableLock, assert_acknowledged_writes_stored, describe, wait_for_blocked
 from tests.faults.pgbouncer import PgBouncer
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.faults
 
@@ -41,7 +41,7 @@ def _through(bouncer: PgBouncer, fault_db, **overrides: str) -> dict[str, str]:
     return fault_db.env(DB_HOST=bouncer.host, DB_PORT=str(bouncer.port), DB_NAME=bouncer.name, **overrides)
 
 
-async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bouncer, start_server):
+async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bouncer, serve):
     # db upgrade talks to PostgreSQL directly and stores the statement timeout for the role.
     upgrade = run_cli("db", "upgrade", env=fault_db.env(DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS)))
     assert upgrade.returncode == 0, upgrade.stderr
@@ -52,7 +52,7 @@ async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bou
     log_start = log.stat().st_size
 
     env = _through(bouncer, fault_db, DB_PREPARED_STATEMENTS="false")
-    servers = [start_server(env), start_server(env)]
+    servers = [serve(env), serve(env)]
     urls = [s.base_url for s in servers]
     # One reader: one search at a time, so a per-process search limit never turns one away.
     async with Load(urls, writers=4, readers=1) as load:
@@ -88,10 +88,10 @@ async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bou
         assert response.status_code == 503 and response.headers["retry-after"], response.text
 
 
-async def test_prepared_statements_left_on_through_pgbouncer_are_never_500(fault_db, bouncer, start_server):
+async def test_prepared_statements_left_on_through_pgbouncer_are_never_500(fault_db, bouncer, serve):
     """The misconfiguration the issue measured: the driver's errors answer 503 + Retry-After."""
     env = _through(bouncer, fault_db)  # DB_PREPARED_STATEMENTS defaults to true
-    servers = [start_server(env), start_server(env)]
+    servers = [serve(env), serve(env)]
     async with Load([s.base_url for s in servers], writers=4, readers=2) as load:
         await asyncio.sleep(4)
     wrong = [o for o in load.outcomes if not (o.ok or (o.status == 503 and o.retry_after))]

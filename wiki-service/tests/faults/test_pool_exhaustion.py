@@ -22,8 +22,8 @@ async def _timed(request) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
-async def test_pool_exhaustion_answers_503_after_the_pool_timeout(fault_db, start_server):
-    server = start_server(fault_db.env(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0",
+async def test_pool_exhaustion_answers_503_after_the_pool_timeout(fault_db, serve):
+    server = serve(fault_db.env(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0",
                                        DB_POOL_TIMEOUT=str(POOL_TIMEOUT)))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         user_id = (await http.post("/users", json={"name": "held"})).json()["id"]

@@ -13,9 +13,9 @@ from tests.faults.load import Load, assert_acknowledged_writes_stored, describe
 pytestmark = pytest.mark.faults
 
 
-async def test_sigkill_one_process_under_load(fault_db, start_server):
+async def test_sigkill_one_process_under_load(fault_db, serve):
     env = fault_db.env(DB_POOL_TIMEOUT="2")
-    victim, survivor = start_server(env), start_server(env)
+    victim, survivor = serve(env), serve(env)
 
     async with Load([victim.base_url, survivor.base_url], writers=4) as load:
         await asyncio.sleep(2)
@@ -23,7 +23,7 @@ async def test_sigkill_one_process_under_load(fault_db, start_server):
         victim.process.kill()  # SIGKILL: no shutdown, no lifespan, connections dropped
         await asyncio.to_thread(victim.process.wait)
         await asyncio.sleep(2)
-        restarted = await asyncio.to_thread(start_server, env, port=victim.port)
+        restarted = await asyncio.to_thread(serve, env, port=victim.port)
         back_at = time.monotonic()
         await asyncio.sleep(2)
         end = time.monotonic()

@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[3]
 SERVICE = REPO / "wiki-service"
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 BASE_IMAGE = "localhost/bookworm-python:3.11"
+IMAGE = "localhost/wiki-service:test"
+OWN_LAYERS_BUDGET = 150 * 1000 * 1000  # bytes, as podman counts image sizes
+FIGURES: dict[str, str] = {}  # name: figure, for the run's summary (the image tests' conftest)
 APP_UID = 10001
 # What the chart and compose.yaml ask for: nothing writable but /tmp, no capabilities.
 HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",

@@ -12,10 +12,11 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from tests.conftest import free_port
-from tests.image.conftest import FIGURES, OWN_LAYERS_BUDGET, SECRET_FORMS, ImageDatabase
-from tests.image.podman import APP_UID, BASE_IMAGE, SERVICE, Container, image_size, inspect, podman, run_once
-from tests.test_sqlite_import import clean_source
+from app.embedded import free_port
+from tests.image.database import SECRET_FORMS, ImageDatabase
+from tests.image.podman import (APP_UID, BASE_IMAGE, FIGURES, OWN_LAYERS_BUDGET, SERVICE, Container, image_size,
+                                inspect, podman, run_once)
+from tests.support.sqlite_source import clean_source
 
 pytestmark = pytest.mark.image
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from app.embedded import free_port
 from tests.deploy.deploy_helpers import CHART, helm_bin
 from tests.image.podman import inspect, podman
 
