@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -113,11 +114,16 @@ def serve(db_url: str) -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-def password_server(tmp_path_factory: pytest.TempPathFactory):
+def password_server():
     """A private PostgreSQL that insists on SPECIAL_PASSWORD over TCP (scram-sha-256)."""
     from app.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pw") / "data", password=SPECIAL_PASSWORD)
-    server.start()
-    yield server
-    server.stop("immediate")
+    # Not under pytest's basetemp: other pytest runs on the machine prune basetemps, and
+    # were seen to remove this one mid-run, which stopped the server under the tests.
+    root = Path(tempfile.mkdtemp(prefix="wiki-pw-pg-"))
+    server = EmbeddedPostgres(root / "data", password=SPECIAL_PASSWORD).start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
