@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.support.db import SPECIAL_PASSWORD, ScratchDatabases, libpq_url, truncate
+from tests.support.db import SPECIAL_PASSWORD, ScratchDatabases, libpq_url, private_server, truncate
 from tests.support.server import Servers
 
 SUITE_PASSWORD = "suite-pw:@/#%'\" x"  # the embedded server checks passwords over TCP
@@ -116,14 +115,5 @@ def serve(db_url: str) -> Iterator[Servers]:
 @pytest.fixture(scope="session")
 def password_server():
     """A private PostgreSQL that insists on SPECIAL_PASSWORD over TCP (scram-sha-256)."""
-    from app.embedded import EmbeddedPostgres
-
-    # Not under pytest's basetemp: other pytest runs on the machine prune basetemps, and
-    # were seen to remove this one mid-run, which stopped the server under the tests.
-    root = Path(tempfile.mkdtemp(prefix="wiki-pw-pg-"))
-    server = EmbeddedPostgres(root / "data", password=SPECIAL_PASSWORD).start()
-    try:
+    with private_server("wiki-pw-pg-", SPECIAL_PASSWORD) as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)

@@ -4,14 +4,11 @@ oversized bodies are refused before they are read, and the docs need no third pa
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +16,7 @@ from sqlalchemy import URL
 
 from app.embedded import EmbeddedPostgres, free_port
 from tests.support.cli import run_cli, run_python, service_env
+from tests.support.db import private_server
 from tests.support.server import Server, Servers
 
 PASSWORD = "p@ss:/#%'\" w0rd\\;$"
@@ -44,14 +42,9 @@ def assert_no_secret(text: str, where: str) -> None:
 
 @pytest.fixture(scope="module")
 def secret_pg() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="wiki-secret-pg-"))
-    server = EmbeddedPostgres(root / "data", password=PASSWORD).start()
-    server.create_database("wikisecret")
-    try:
+    with private_server("wiki-secret-pg-", PASSWORD) as server:
+        server.create_database("wikisecret")
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def db_env(server: EmbeddedPostgres, **overrides: str) -> dict[str, str]:

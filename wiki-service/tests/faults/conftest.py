@@ -8,16 +8,14 @@ subprocesses (the suite's `serve` fixture) at it through the DB_* variables.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from app.embedded import EmbeddedPostgres
 from tests.faults.database import FAULT_PASSWORD, SECRET_FORMS, FaultDatabase
 from tests.support.cli import run_cli
+from tests.support.db import private_server
 
 _counter = iter(range(1, 10_000))
 
@@ -25,13 +23,8 @@ _counter = iter(range(1, 10_000))
 @pytest.fixture(scope="session")
 def private_pg() -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL only the fault tests use; they may stop it, so each test restarts it."""
-    root = Path(tempfile.mkdtemp(prefix="wiki-faults-pg-"))
-    server = EmbeddedPostgres(root / "data", password=FAULT_PASSWORD).start()
-    try:
+    with private_server("wiki-faults-pg-", FAULT_PASSWORD) as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import make_url
 
-from app.embedded import create_database, drop_database, quote_identifier
+from app.embedded import EmbeddedPostgres, create_database, drop_database, quote_identifier
 
 # Every character that breaks a naively built URL, a shell line or a SQL literal (and é).
 SPECIAL_PASSWORD = "p@ss:/#%'\" w0rd\\;$&?=+é"
@@ -65,3 +70,17 @@ class ScratchDatabases:
 
     def drop_all(self) -> None:
         asyncio.run(drop_database(self.admin_url, *self.names))
+
+
+@contextlib.contextmanager
+def private_server(prefix: str, password: str) -> Iterator[EmbeddedPostgres]:
+    """An EmbeddedPostgres of a test's own, started in a new temporary folder; on exit stopped
+    (as a crash) and removed. Not under pytest's basetemp: other pytest runs on the machine
+    prune basetemps, and were seen to stop a server whose data lived there mid-run."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    server = EmbeddedPostgres(root / "data", password=password).start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
