@@ -94,12 +94,15 @@ async def test_prepared_statements_left_on_through_pgbouncer_are_never_500(fault
     servers = [serve(env), serve(env)]
     async with Load([s.base_url for s in servers], writers=4, readers=2) as load:
         await asyncio.sleep(4)
-    wrong = [o for o in load.outcomes if not (o.ok or (o.status == 503 and o.retry_after))]
+    # A statement bound to another session's statement of the same name can run it, so a read
+    # may even answer 404 for a row that exists (seen once), and acknowledged writes are not
+    # checked: only DB_PREPARED_STATEMENTS=false is safe. What holds: never a 500, never a hang
+    # or a dropped connection; a clash is 503 + Retry-After.
+    wrong = [o for o in load.outcomes
+             if o.status is None or (o.status >= 500 and not (o.status == 503 and o.retry_after))]
     assert not wrong, describe(wrong)
     unavailable = [o for o in load.outcomes if o.status == 503]
     assert unavailable, "no prepared statement clashed: the pool is too large to show the failure"
-    # Not checked here: that every acknowledged write is stored. A statement bound to another
-    # session's statement of the same name can run it; only DB_PREPARED_STATEMENTS=false is safe.
     assert any("DB_PREPARED_STATEMENTS=false" in server.output() for server in servers)
     print(f"\npgbouncer with prepared statements on: {len(unavailable)} of {len(load.outcomes)} requests "
           "answered 503")
