@@ -1,7 +1,9 @@
 """`wiki-service`: serve, dev, check-db, db upgrade/current/build-indexes, migrate-sqlite.
 
 Settings are read when a command runs, not at import, so `dev` can point them at its own
-embedded PostgreSQL first. Every failure ends in one line on stderr and a non-zero exit.
+embedded PostgreSQL first; each command that reaches PostgreSQL builds its own Database (the
+composition root) and disposes of it. Every failure ends in one line on stderr and a non-zero
+exit (`_run`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,19 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
-from app.config import describe, fail, get_settings
+import asyncpg
+
+from app import logs
+from app.config import Settings, describe, fail, get_settings
+from app.database import Database
+from app.schema import build_missing_indexes, current_revision, head_revision, upgrade_to_head
+from app.sqlite_import.command import run as migrate_sqlite
+
+T = TypeVar("T")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -25,12 +37,36 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
-def _configure_logging(level: str | None = None) -> None:
-    from app import logs
+def _configure_logging(settings: Settings, level: str | None = None) -> None:
+    logs.configure(level or settings.log_level, sql_echo=settings.db_echo, secrets=settings.secrets)
 
+
+def _run(failure: str, work: Callable[[Settings], T], *, log_level: str | None = "error") -> T:
+    """The skeleton of every command that reaches PostgreSQL: the settings as they are now,
+    logging, then `work`; any failure ends in one line on stderr, `error: <failure>: <reason>`
+    with {where} naming the target (never a traceback, never the password), and exit 1."""
     settings = get_settings()
-    logs.configure(level or settings.log_level, sql_echo=settings.db_echo,
-                   secrets=settings.secrets)
+    _configure_logging(settings, log_level)
+    try:
+        return work(settings)
+    except Exception as error:  # noqa: BLE001 - any failure is one line here
+        fail(f"{failure.format(where=settings.where)}: {describe(error)}")
+
+
+def _on_database(work: Callable[[Database], Awaitable[T]]) -> Callable[[Settings], T]:
+    """`work` on a Database of the command's own, in one event loop, disposed after."""
+
+    def run(settings: Settings) -> T:
+        async def main() -> T:
+            db = Database(settings)
+            try:
+                return await work(db)
+            finally:
+                await db.dispose()
+
+        return asyncio.run(main())
+
+    return run
 
 
 def _prepare_metrics_dir(workers: int) -> None:
@@ -49,9 +85,7 @@ def _prepare_metrics_dir(workers: int) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     """Run the production server; SIGTERM finishes in-flight requests, then exits."""
-    import uvicorn
-
-    from app import logs
+    import uvicorn  # only this command serves
 
     settings = get_settings()
     _prepare_metrics_dir(args.workers)
@@ -80,79 +114,48 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 
 def cmd_check_db(_args: argparse.Namespace) -> None:
     """The design's "Check Database Connection"."""
-    from app.database import engine, server_version
-
-    _configure_logging("error")  # the answer is the one line below
-
-    async def check() -> str:
-        try:
-            return await server_version()
-        finally:
-            await engine.dispose()
-
-    try:
-        version = asyncio.run(check())
-    except Exception as error:  # noqa: BLE001 - any failure is one line here
-        fail(f"cannot connect to PostgreSQL at {get_settings().where}: {describe(error)}")
+    version = _run("cannot connect to PostgreSQL at {where}", _on_database(Database.server_version))
     print(f"Connected to: {version}")
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     """Migrate the database to head (waits for other replicas doing the same)."""
-    from app.schema import upgrade_to_head
-
-    _configure_logging()
-    try:
-        head = upgrade_to_head()
-    except Exception as error:  # noqa: BLE001
-        fail(f"migration of {get_settings().where} failed: {describe(error)}")
+    head = _run("migration of {where} failed", lambda _settings: upgrade_to_head(), log_level=None)
     print(f"Database {get_settings().where} is at revision {head} (head).")
+
+
+async def _current_revision(db: Database) -> str | None:
+    async with db.checkout() as conn:
+        return await current_revision(conn)
 
 
 def cmd_db_current(_args: argparse.Namespace) -> None:
     """Print the database's revision and the code's head."""
-    from app.database import checkout, engine
-    from app.schema import current_revision, head_revision
-
-    _configure_logging("error")
-
-    async def current() -> str | None:
-        try:
-            async with checkout() as conn:
-                return await current_revision(conn)
-        finally:
-            await engine.dispose()
-
-    try:
-        revision = asyncio.run(current())
-    except Exception as error:  # noqa: BLE001
-        fail(f"cannot read the schema revision of {get_settings().where}: {describe(error)}")
+    revision = _run("cannot read the schema revision of {where}", _on_database(_current_revision))
     print(f"current: {revision or 'none'}  head: {head_revision()}")
     if revision != head_revision():
         raise SystemExit(3)
 
 
-def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
-    """Build the secondary indexes a bulk load left out, while the service keeps serving."""
-    import asyncpg
-
-    from app.schema import build_missing_indexes
-
-    dsn = get_settings().asyncpg_dsn
-
+def _build_indexes(settings: Settings) -> list[str]:
     async def build() -> list[str]:
-        conn = await asyncpg.connect(dsn, timeout=10, server_settings={"statement_timeout": "0"})
+        # Its own connection: no statement timeout for builds that may take hours.
+        conn = await asyncpg.connect(settings.asyncpg_dsn, timeout=10,
+                                     server_settings={"statement_timeout": "0"})
         try:
             return await build_missing_indexes(conn)
         finally:
             await conn.close()
 
-    print(f"building the missing secondary indexes of {get_settings().where} (reads and writes go on)", flush=True)
+    print(f"building the missing secondary indexes of {settings.where} (reads and writes go on)",
+          flush=True)
+    return asyncio.run(build())
+
+
+def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
+    """Build the secondary indexes a bulk load left out, while the service keeps serving."""
     started = time.monotonic()
-    try:
-        built = asyncio.run(build())
-    except Exception as error:  # noqa: BLE001
-        fail(f"building the indexes of {get_settings().where} failed: {describe(error)}")
+    built = _run("building the indexes of {where} failed", _build_indexes, log_level=None)
     print(f"built {', '.join(built)} in {time.monotonic() - started:.1f} s" if built
           else "every secondary index is present and valid")
 
@@ -176,7 +179,6 @@ def cmd_dev(args: argparse.Namespace) -> None:
         server.create_database(args.db_name, exist_ok=True)
         url = make_url(server.url(args.db_name)).set(drivername="postgresql+asyncpg")
         os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
-        get_settings.cache_clear()
         cmd_db_upgrade(args)
         print(f"Serving on http://{args.host}:{args.port} (docs at /docs). Ctrl-C stops both.",
               flush=True)
@@ -188,9 +190,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 def cmd_migrate_sqlite(args: argparse.Namespace) -> None:
     """Copy users and posts from an old SQLite app.db into PostgreSQL."""
-    from app.sqlite_import.command import run
-
-    raise SystemExit(run(args))
+    raise SystemExit(migrate_sqlite(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,13 +1,13 @@
-"""All settings, read once from the environment (the design's DB_* contract and more)."""
+"""All settings, read from the environment (the design's DB_* contract and more) when a
+command or the app's lifespan starts, never at import."""
 
 from __future__ import annotations
 
 import re
 import sys
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, NoReturn, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -193,9 +193,9 @@ def _one_line(error: ValidationError) -> str:
     return f"invalid configuration: {name}: {first['msg']}"
 
 
-@lru_cache
 def get_settings() -> Settings:
-    """Settings from the environment; a bad value exits with one line naming the variable."""
+    """Settings from the environment as it is now; a bad value exits with one line naming
+    the variable."""
     try:
         settings = Settings()
         settings.url  # noqa: B018 - validates DATABASE_URL and reads the password file now
@@ -218,7 +218,7 @@ def describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line to stderr and exit: the CLI's way to refuse."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)

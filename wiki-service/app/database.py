@@ -1,44 +1,41 @@
 """The database: SQLAlchemy's async engine and pool on asyncpg, as the design has it.
 
-Queries run on the asyncpg connection that SQLAlchemy's pool hands out, so each request is
-one checkout, one prepared statement (an unnamed one with DB_PREPARED_STATEMENTS=false) and
-one check-in; the pool keeps the design's settings
-(pre-ping, 10 + 20 connections, a timeout). See README "Performance" for the measurements.
+`Database` is the composition root of everything that talks to PostgreSQL: the app's
+lifespan creates one (app.state.db) and so does each CLI command; nothing connects at
+import. Queries run on the asyncpg connection that SQLAlchemy's pool hands out, so each
+request is one checkout, one prepared statement (an unnamed one with
+DB_PREPARED_STATEMENTS=false) and one check-in; the pool keeps the design's settings
+(pre-ping, 10 + 20 connections, a timeout). See docs/performance.md for the measurements.
+
+`from app.database import DATABASE_URL` still gives the configured URL (password masked
+when printed): a URL, not an engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import URL, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from app import metrics
-from app.config import get_settings
-
-settings = get_settings()
-
-DATABASE_URL = settings.url  # str() shows the password as ***
+from app.config import Settings, get_settings
 
 log = logging.getLogger("app.database")
 sql_log = logging.getLogger("app.sql")
 
 
-class Base(DeclarativeBase):
-    """Declarative base of the models; Alembic's target metadata."""
-
-
-def length_check(column: str, limit: int) -> str:
-    """SQL true when the text has 1..limit characters; counts them only past `limit` bytes."""
-    return f"{column} <> '' AND (octet_length({column}) <= {limit} OR char_length({column}) <= {limit})"
+def __getattr__(name: str) -> URL:
+    # The design's `from app.database import DATABASE_URL`: read when asked for, not at import.
+    if name == "DATABASE_URL":
+        return get_settings().url  # str() shows the password as ***
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DatabaseUnavailable(Exception):
@@ -49,6 +46,8 @@ class SchemaNotReady(DatabaseUnavailable):
     """The tables are not (yet) what the code expects: an unmigrated database, or a pending
     migration. Not ready, as /readyz says, rather than a server error."""
 
+
+# -- error classification -------------------------------------------------------------
 
 # The statement the server bound is not the one this connection prepared: a pooler in
 # transaction mode shares server sessions and prepared statements are on. Validated input
@@ -81,7 +80,32 @@ SCHEMA_MISSING_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def connect_args() -> dict[str, Any]:
+def leaves_connection_broken(error: BaseException | None, conn: asyncpg.Connection) -> bool:
+    """Whether the connection must not be handed out again: the server is away, or a cancel
+    or a lost server left a statement or a transaction in flight."""
+    if error is not None and (isinstance(error, UNAVAILABLE_ERRORS) or not isinstance(error, Exception)):
+        return True
+    return conn.is_in_transaction()
+
+
+def as_unavailable(error: BaseException | None) -> DatabaseUnavailable | None:
+    """What a statement's error means for the client: the database away (503), the schema not
+    ready (503), or None when the error is the statement's own."""
+    if isinstance(error, SCHEMA_MISSING_ERRORS):
+        log.warning("database schema not ready: %s", type(error).__name__)
+        return SchemaNotReady()
+    if isinstance(error, SESSION_MIXUP_ERRORS):
+        log.warning("statement mixed up between sessions (%s): behind PgBouncer in transaction "
+                    "mode set DB_PREPARED_STATEMENTS=false", type(error).__name__)
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return DatabaseUnavailable()
+    return None
+
+
+# -- the engine -----------------------------------------------------------------------
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
     """asyncpg.connect's arguments, for the app's engine and Alembic's.
 
     statement_timeout is not among them: PgBouncer refuses it as a startup parameter, so
@@ -98,54 +122,54 @@ def connect_args() -> dict[str, Any]:
     return args
 
 
-def create_engine() -> AsyncEngine:
+class CheapPing:
+    """The design's pre-ping without a round trip on every checkout (pool checkout/checkin
+    listeners, in place of the pool's own pre-ping).
+
+    asyncpg notices a closed socket by itself (a restarted PostgreSQL closes every session),
+    so a closed connection fails at once, and the pool replaces it and all older ones. A
+    connection idle longer than DB_PING_IDLE_SECONDS, which a NAT or firewall may have dropped
+    silently, still gets the real round-trip ping.
+    """
+
+    def __init__(self, engine: AsyncEngine, idle_seconds: float) -> None:
+        self._dialect = engine.sync_engine.dialect
+        self._idle_seconds = idle_seconds
+        event.listen(engine.sync_engine.pool, "checkout", self.on_checkout)
+        event.listen(engine.sync_engine.pool, "checkin", self.on_checkin)
+
+    def on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # record.info lives as long as this DBAPI connection: a new one starts empty.
+        record.info["checked_in_at"] = time.monotonic()
+
+    def on_checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise exc.InvalidatePoolError("connection closed")
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < self._idle_seconds:
+            return  # just connected, or used a moment ago
+        try:
+            self._dialect.do_ping(dbapi_connection)
+        except self._dialect.loaded_dbapi.Error as error:
+            if self._dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError("ping failed") from error
+            raise
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
     """The engine with the design's pool: pre-ping, 10 + 20 connections, a bounded wait."""
     engine = create_async_engine(
-        DATABASE_URL,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        settings.url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        connect_args=connect_args(),
+        connect_args=connect_args(settings),
     )
-    _install_cheap_ping(engine)
     event.listen(engine.sync_engine, "connect", lambda *_: metrics.DB_CONNECTIONS_OPENED.inc())
     if settings.db_echo:
         event.listen(engine.sync_engine, "connect", _log_queries)
     return engine
-
-
-def _install_cheap_ping(engine: AsyncEngine) -> None:
-    """Keep pre-ping's protection without a round trip on every checkout.
-
-    asyncpg notices a closed socket by itself (a restarted PostgreSQL closes every session),
-    so a connection that is closed fails the ping at once and SQLAlchemy replaces it and all
-    older ones. A connection idle longer than DB_PING_IDLE_SECONDS, which a NAT or firewall
-    may have dropped silently, still gets the real round-trip ping.
-    """
-    dialect = engine.sync_engine.dialect
-    real_ping = dialect.do_ping
-    idle_limit = settings.db_ping_idle_seconds
-    # id(DBAPI connection) -> when it was last checked in; the adapter takes no attributes.
-    checked_in_at: dict[int, float] = {}
-
-    def do_ping(dbapi_connection: Any) -> bool:
-        if dbapi_connection.driver_connection.is_closed():
-            return False
-        idle = time.monotonic() - checked_in_at.get(id(dbapi_connection), 0.0)
-        return True if idle < idle_limit else real_ping(dbapi_connection)
-
-    dialect.do_ping = do_ping  # type: ignore[method-assign]
-
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _remember_checkin(dbapi_connection: Any, _record: Any) -> None:
-        if dbapi_connection is not None:
-            checked_in_at[id(dbapi_connection)] = time.monotonic()
-
-    @event.listens_for(engine.sync_engine, "close")
-    def _forget(dbapi_connection: Any, _record: Any) -> None:
-        checked_in_at.pop(id(dbapi_connection), None)
 
 
 def _log_queries(dbapi_connection: Any, _record: Any) -> None:
@@ -156,8 +180,7 @@ def _log_queries(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.driver_connection.add_query_logger(log_query)
 
 
-engine = create_engine()
-
+# -- admission and checkout -------------------------------------------------------------
 
 # Under steady load a QueuePool closes an overflow connection as soon as it comes back (the
 # pool keeps only pool_size idle), so a load just above pool_size opens and closes connections
@@ -165,98 +188,124 @@ engine = create_engine()
 # only one that waited longer than this goes on to the pool's overflow: spikes and slow
 # queries still get the design's 20 extra connections; steady load does not churn them.
 OVERFLOW_AFTER_SECONDS = 0.05
-_warm = asyncio.Semaphore(settings.db_pool_size)
 
 
-def reset_pool_gate() -> None:
-    """A fresh gate for a new event loop (asyncio primitives bind to the loop that uses them)."""
-    global _warm
-    _warm = asyncio.Semaphore(settings.db_pool_size)
+class AdmissionGate:
+    """Who may take one of the pool's warm connections; the rest wait OVERFLOW_AFTER_SECONDS
+    for one, then go on to the overflow. Bound to the event loop that first uses it."""
+
+    __slots__ = ("_warm",)
+
+    def __init__(self, warm_connections: int) -> None:
+        self._warm = asyncio.Semaphore(warm_connections)
+
+    async def enter(self) -> bool:
+        """Wait for a warm slot, up to OVERFLOW_AFTER_SECONDS when all are taken; True if one
+        was taken (give it back with leave)."""
+        warm = self._warm
+        if not warm.locked():
+            await warm.acquire()
+            return True
+        try:
+            async with asyncio.timeout(OVERFLOW_AFTER_SECONDS):
+                await warm.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def leave(self) -> None:
+        self._warm.release()
 
 
 class _Checkout:
-    """`async with checkout() as conn`: an asyncpg connection from SQLAlchemy's pool."""
+    """`async with db.checkout() as conn`: an asyncpg connection from SQLAlchemy's pool."""
 
-    __slots__ = ("_fairy", "_warm")
+    __slots__ = ("_db", "_connection", "_warm")
 
-    def __init__(self) -> None:
-        self._fairy: Any = None
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._connection: PoolProxiedConnection | None = None
         self._warm = False
 
     async def __aenter__(self) -> asyncpg.Connection:
+        db = self._db
         try:
-            async with asyncio.timeout(settings.db_pool_timeout):
-                if not _warm.locked():
-                    await _warm.acquire()
-                    self._warm = True
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(OVERFLOW_AFTER_SECONDS):
-                            await _warm.acquire()
-                            self._warm = True
-                self._fairy = await greenlet_spawn(engine.sync_engine.pool.connect)
+            async with asyncio.timeout(db.pool_timeout):
+                self._warm = await db.gate.enter()
+                self._connection = connection = await db.engine.raw_connection()
         except Exception as error:  # any failure to get a connection means "unavailable"
-            self._release_warm()
+            self._leave_gate()
             log.warning("database unavailable: %s", type(error).__name__)
             raise DatabaseUnavailable from error
-        return self._fairy.driver_connection
+        return connection.driver_connection
 
-    def _release_warm(self) -> None:
+    def _leave_gate(self) -> None:
         if self._warm:
             self._warm = False
-            _warm.release()
+            self._db.gate.leave()
 
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
-        exc: BaseException | None,
+        error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        fairy, self._fairy = self._fairy, None
-        self._release_warm()
-        conn = fairy.driver_connection
-        # A cancel or a lost server can leave a statement in flight: never hand that out again.
-        broken = (
-            exc is not None and (isinstance(exc, UNAVAILABLE_ERRORS) or not isinstance(exc, Exception))
-        ) or conn.is_in_transaction()
-        if not broken:
-            pool = engine.sync_engine.pool
-            if pool.checkedin() < pool.size():  # type: ignore[attr-defined]
-                fairy.close()  # back to the pool's queue: no transaction open, no I/O at all
-            else:
-                # The pool keeps only pool_size idle connections and closes this overflow
-                # one, which is I/O: done outside a greenlet it failed (MissingGreenlet, logged
-                # by the pool) and left the connection open until garbage collection.
-                await greenlet_spawn(fairy.close)
-            if isinstance(exc, SCHEMA_MISSING_ERRORS):
-                log.warning("database schema not ready: %s", type(exc).__name__)
-                raise SchemaNotReady from exc
-            return
-        await greenlet_spawn(fairy.invalidate)
-        if isinstance(exc, SESSION_MIXUP_ERRORS):
-            log.warning("statement mixed up between sessions (%s): behind PgBouncer in transaction "
-                        "mode set DB_PREPARED_STATEMENTS=false", type(exc).__name__)
-        if isinstance(exc, UNAVAILABLE_ERRORS):
-            raise DatabaseUnavailable from exc
+        connection, self._connection = self._connection, None
+        assert connection is not None
+        self._leave_gate()
+        driver = connection.driver_connection
+        if leaves_connection_broken(error, driver):
+            connection.invalidate(error)  # outside SQLAlchemy's greenlet: the socket closes now
+        elif self._db.pool.checkedin() < self._db.pool.size():
+            connection.close()  # back to the pool's queue: no transaction open, no I/O at all
+        else:
+            # The pool keeps only pool_size idle connections and would close this overflow one
+            # itself, which is I/O it can do only inside SQLAlchemy's greenlet.
+            connection.detach()
+            try:
+                await driver.close()
+            except Exception:  # noqa: BLE001 - it is going away either way
+                driver.terminate()
+        if (unavailable := as_unavailable(error)) is not None:
+            raise unavailable from error
 
 
-def checkout() -> _Checkout:
-    """A pooled asyncpg connection; failures to reach PostgreSQL become DatabaseUnavailable."""
-    return _Checkout()
+class Database:
+    """The engine, its pool, the admission gate and the checkout, built from the settings.
 
+    Created by the app's lifespan and by each CLI command (the gate binds to one event
+    loop); `await dispose()` closes the pool's connections.
+    """
 
-async def server_version() -> str:
-    """`PostgreSQL 18.1 on x86_64...`: what `SELECT version()` says."""
-    async with checkout() as conn:
-        return await conn.fetchval("SELECT version()")
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool_timeout = settings.db_pool_timeout
+        self.engine = create_engine(settings)
+        pool = self.engine.sync_engine.pool
+        assert isinstance(pool, QueuePool)
+        self.pool = pool
+        self.ping = CheapPing(self.engine, settings.db_ping_idle_seconds) if settings.db_pool_pre_ping else None
+        self.gate = AdmissionGate(settings.db_pool_size)
 
+    def checkout(self) -> _Checkout:
+        """A pooled asyncpg connection; failures to reach PostgreSQL become DatabaseUnavailable."""
+        return _Checkout(self)
 
-def pool_status() -> dict[str, int]:
-    """Pool size, checked-out and overflow connections of this process."""
-    pool = engine.sync_engine.pool
-    return {
-        "size": pool.size(),  # type: ignore[attr-defined]
-        "checked_out": pool.checkedout(),  # type: ignore[attr-defined]
-        "overflow": max(pool.overflow(), 0),  # type: ignore[attr-defined]
-        "checked_in": pool.checkedin(),  # type: ignore[attr-defined]
-    }
+    async def server_version(self) -> str:
+        """`PostgreSQL 18.1 on x86_64...`: what `SELECT version()` says."""
+        async with self.checkout() as conn:
+            return await conn.fetchval("SELECT version()")
+
+    def pool_status(self) -> dict[str, int]:
+        """Pool size, checked-out and overflow connections of this process."""
+        pool = self.pool
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "overflow": max(pool.overflow(), 0),
+            "checked_in": pool.checkedin(),
+        }
+
+    async def dispose(self) -> None:
+        """Close the pooled connections."""
+        await self.engine.dispose()

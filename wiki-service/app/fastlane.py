@@ -54,8 +54,9 @@ def _plain_id(text: str) -> int | None:
 class FastLane:
     """ASGI middleware: serve the hot happy paths directly, pass everything else on."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -64,10 +65,10 @@ class FastLane:
                 if path.startswith("/user/"):
                     if (user_id := _plain_id(path[6:])) is not None:
                         scope["route"] = _USER_BY_ID
-                        return await self._answer(send, 200, users.get, user_id=user_id)
+                        return await self._answer(send, 200, users.get, db=self.state.db, user_id=user_id)
                 elif path.startswith("/users/") and (user_id := _plain_id(path[7:])) is not None:
                     scope["route"] = _USERS_BY_ID
-                    return await self._answer(send, 200, users.get, user_id=user_id)
+                    return await self._answer(send, 200, users.get, db=self.state.db, user_id=user_id)
             elif method == "POST" and (path == "/users" or path == "/posts") and _is_json(scope):
                 body = await _read_body(receive)
                 model: type[BaseModel] = UserCreate if path == "/users" else PostCreate
@@ -77,7 +78,7 @@ class FastLane:
                     return await self.app(scope, _replay(body), send)
                 scope["route"] = _USERS if path == "/users" else _POSTS
                 create = users.create if path == "/users" else posts.create
-                return await self._answer(send, 201, create, **fields)
+                return await self._answer(send, 201, create, db=self.state.db, **fields)
         await self.app(scope, receive, send)
 
     @staticmethod

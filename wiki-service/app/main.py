@@ -13,12 +13,13 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from app import __version__, metrics
-from app.database import engine, pool_status, reset_pool_gate, settings
+from app.config import get_settings
+from app.database import Database
 from app.errors import install_error_handlers
 from app.fastlane import FastLane
 from app.middleware import RequestContextMiddleware
 from app.posts.routes import router as posts_router
-from app.posts.service import reset_search_gate
+from app.posts.search import SearchGate
 from app.system import install_docs
 from app.system import router as system_router
 from app.users.routes import router as users_router
@@ -28,28 +29,31 @@ log = logging.getLogger("app")
 POOL_GAUGE_INTERVAL_SECONDS = 1.0
 
 
-async def _publish_pool_gauges() -> None:
+async def _publish_pool_gauges(db: Database) -> None:
     # With several workers a scrape reaches one of them; each writes its own pool counts.
     while True:
-        metrics.observe_pool(pool_status())
+        metrics.observe_pool(db.pool_status())
         await asyncio.sleep(POOL_GAUGE_INTERVAL_SECONDS)
 
 
 @contextlib.asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    reset_pool_gate()
-    reset_search_gate()
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The composition root: what the routes reach through app.state (app/deps.py), made on
+    # this event loop, which its gates bind to.
+    settings = get_settings()
+    app.state.db = db = Database(settings)
+    app.state.search_gate = SearchGate(settings.search_max_concurrency, settings.search_queue_seconds)
     metrics.forget_dead_workers()  # a restarted worker replaces one that was killed
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # sweeps, so a full collection under load walks only the objects requests create.
     gc.freeze()
-    publisher = asyncio.create_task(_publish_pool_gauges())
+    publisher = asyncio.create_task(_publish_pool_gauges(db))
     log.info("started", extra={"database": str(settings.url), "version": __version__})
     try:
         yield
     finally:
         publisher.cancel()
-        await engine.dispose()
+        await db.dispose()
 
 
 def _without_native_telemetry() -> dict:
@@ -69,7 +73,8 @@ class WikiAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return RequestContextMiddleware(FastLane(inner), max_body_bytes=settings.max_body_bytes)
+        return RequestContextMiddleware(FastLane(inner, self.state),
+                                        max_body_bytes=get_settings().max_body_bytes)
 
 
 def create_app() -> FastAPI:

@@ -14,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from app import __version__, metrics
-from app.database import DatabaseUnavailable, checkout, pool_status
+from app.database import DatabaseUnavailable
+from app.deps import DatabaseDep
 from app.responses import JSON
 from app.schema import current_revision, head_revision
 
@@ -45,11 +46,11 @@ async def liveness() -> JSON:
 
 
 @router.get("/readyz", responses={503: {"description": "Database unreachable or schema not at head"}})
-async def readiness() -> JSON:
+async def readiness(db: DatabaseDep) -> JSON:
     """Readiness: the database answers within 2 s and its schema is at the code's head."""
     head = head_revision()
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), checkout() as conn:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), db.checkout() as conn:
             current = await current_revision(conn)
     except (DatabaseUnavailable, TimeoutError, asyncpg.PostgresError):
         return JSON({"status": "unavailable", "database": "unreachable"}, status_code=503,
@@ -62,9 +63,9 @@ async def readiness() -> JSON:
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(db: DatabaseDep) -> Response:
     """Prometheus text format, summed over every worker process."""
-    metrics.observe_pool(pool_status())
+    metrics.observe_pool(db.pool_status())
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 

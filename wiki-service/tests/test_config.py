@@ -100,8 +100,10 @@ def test_a_bad_value_stops_with_one_line_naming_the_variable(name, value):
 
 
 def test_pool_settings_follow_the_design_and_can_be_overridden():
-    code = ("from app.database import engine; p = engine.sync_engine.pool; "
-            "print(p.size(), p._max_overflow, p._timeout, p._pre_ping)")
+    code = ("from sqlalchemy import event; from app.config import get_settings; "
+            "from app.database import Database; db = Database(get_settings()); p = db.pool; "
+            "print(p.size(), p._max_overflow, p._timeout, "
+            "db.ping is not None and event.contains(p, 'checkout', db.ping.on_checkout))")
     assert run_python(code, bare_env()).stdout.split() == ["10", "20", "5.0", "True"]
     custom = bare_env(DB_POOL_SIZE="3", DB_MAX_OVERFLOW="4", DB_POOL_TIMEOUT="2.5", DB_POOL_PRE_PING="false")
     assert run_python(code, custom).stdout.split() == ["3", "4", "2.5", "False"]

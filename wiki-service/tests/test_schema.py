@@ -68,7 +68,7 @@ async def test_migrations_match_the_models(db_url):
 
     import app.posts.models  # noqa: F401
     import app.users.models  # noqa: F401
-    from app.database import Base
+    from app.models_base import Base
 
     engine = create_async_engine(db_url.replace("postgresql://", "postgresql+asyncpg://", 1))
     try:

@@ -71,14 +71,14 @@ def corpus() -> list[tuple[int, int, str]]:
 async def search_conn(client, db) -> AsyncIterator[asyncpg.Connection]:
     """The corpus in the run's database, and a connection from the service's own pool (the
     app's lifespan runs around the test: `client` starts it on empty tables)."""
-    from app.database import checkout
+    from app.main import app
 
     await db.executemany("INSERT INTO users (id, name) VALUES ($1, $2)",
                          [(i, f"user {i}") for i in range(1, 51)])
     # COPY fires the trigger that fills posts.search, as the service's inserts do.
     await db.copy_records_to_table("posts", records=corpus(), columns=["id", "user_id", "content"])
     await db.execute("ANALYZE posts")
-    async with checkout() as conn:
+    async with app.state.db.checkout() as conn:
         yield conn
 
 

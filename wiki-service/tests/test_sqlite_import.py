@@ -464,12 +464,18 @@ def test_unreachable_target_does_not_print_the_password(tmp_path):
     assert "s3cret-pw" not in line
 
 
-def test_reader_limits_match_the_models():
+def test_reader_enforces_the_models_limits(tmp_path):
     from app.posts.models import CONTENT_MAX_LENGTH
-    from app.sqlite_import import source
     from app.users.models import NAME_MAX_LENGTH
 
-    assert (source.NAME_MAX_LENGTH, source.CONTENT_MAX_LENGTH) == (NAME_MAX_LENGTH, CONTENT_MAX_LENGTH)
+    ok = "2024-01-01 00:00:00"
+    source = make_source(
+        tmp_path / "app.db",
+        users=[(1, "n" * NAME_MAX_LENGTH, ok), (2, "n" * (NAME_MAX_LENGTH + 1), ok)],
+        posts=[(1, 1, "c" * CONTENT_MAX_LENGTH, ok), (2, 1, "c" * (CONTENT_MAX_LENGTH + 1), ok)],
+    )
+    rejected = {(reject["table"], reject["id"]) for reject in read_everything(source, 10)[2]}
+    assert rejected == {("users", 2), ("posts", 2)}
 
 
 def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dict], int]:

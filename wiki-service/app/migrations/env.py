@@ -9,17 +9,20 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.posts.models  # noqa: F401 - registers the tables on Base.metadata
 import app.users.models  # noqa: F401
-from app.database import DATABASE_URL, Base, connect_args, settings
+from app.config import get_settings
+from app.database import connect_args
+from app.models_base import Base
 
 # Any fixed 64-bit number; every `wiki-service db upgrade` takes the same lock.
 MIGRATION_LOCK_ID = 0x77696B695F6D6967  # "wiki_mig"
 
 target_metadata = Base.metadata
+settings = get_settings()
 
 
 def run_migrations_offline() -> None:
     """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
-    context.configure(url=DATABASE_URL, target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=settings.url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -48,7 +51,8 @@ def store_statement_timeout(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    connectable = create_async_engine(DATABASE_URL, poolclass=pool.NullPool, connect_args=connect_args())
+    connectable = create_async_engine(settings.url, poolclass=pool.NullPool,
+                                      connect_args=connect_args(settings))
     try:
         async with connectable.connect() as connection:
             await connection.run_sync(do_run_migrations)

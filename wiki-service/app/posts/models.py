@@ -16,9 +16,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.database import Base, length_check
+from app.limits import CONTENT_MAX_LENGTH
+from app.models_base import Base, length_check
 
-CONTENT_MAX_LENGTH = 100_000
 # 'simple' does no stemming: right for a wiki written in many languages.
 SEARCH_CONFIG = "simple"
 # posts_search_idx files each post under id >> SEARCH_BUCKET_BITS too, so that a search can

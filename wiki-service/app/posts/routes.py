@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from app.deps import DatabaseDep, SearchGateDep
 from app.errors import error_responses
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
 from app.posts import service
@@ -18,14 +19,16 @@ PostId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A pos
 
 
 @router.post("/posts", status_code=201, response_model=PostOut, responses=error_responses(400, 404, 413, 422))
-async def create_post(body: PostCreate) -> JSON:
+async def create_post(db: DatabaseDep, body: PostCreate) -> JSON:
     """Create a post for an existing user."""
-    post = await service.create(user_id=body.user_id, content=body.content)
+    post = await service.create(db=db, user_id=body.user_id, content=body.content)
     return JSON(post, status_code=201)
 
 
 @router.get("/posts", response_model=Page[PostOut], responses=error_responses(400, 422))
 async def list_posts(
+    db: DatabaseDep,
+    search_gate: SearchGateDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     user_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="Only this user's posts.")] = None,
@@ -33,25 +36,26 @@ async def list_posts(
 ) -> JSON:
     """Posts, newest first, optionally one user's or those matching a full-text search."""
     posts = await service.list_page(
-        before_id=decode_cursor(cursor), limit=limit + 1, user_id=user_id, query=q
+        db=db, before_id=decode_cursor(cursor), limit=limit + 1, user_id=user_id, query=q,
+        search_gate=search_gate,
     )
     return JSON(page(posts, limit, key="post_id"))
 
 
 @router.get("/posts/{id}", response_model=PostOut, responses=error_responses(404, 422))
-async def read_post(post_id: PostId) -> JSON:
+async def read_post(db: DatabaseDep, post_id: PostId) -> JSON:
     """One post."""
-    return JSON(await service.get(post_id=post_id))
+    return JSON(await service.get(db=db, post_id=post_id))
 
 
 @router.get(
     "/users/{id}/posts", response_model=Page[PostOut], responses=error_responses(400, 404, 422)
 )
 async def list_user_posts(
-    user_id: UserId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    db: DatabaseDep, user_id: UserId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> JSON:
     """One user's posts, newest first."""
     posts = await service.list_for_user(
-        user_id=user_id, before_id=decode_cursor(cursor), limit=limit + 1
+        db=db, user_id=user_id, before_id=decode_cursor(cursor), limit=limit + 1
     )
     return JSON(page(posts, limit, key="post_id"))

@@ -6,7 +6,7 @@ import time
 
 import asyncpg
 
-from app.database import checkout, settings
+from app.database import Database
 from app.errors import PostNotFound, SearchIndexBuilding, UserNotFound
 from app.metrics import POSTS_CREATED
 from app.posts.search import SearchGate, newest_matches
@@ -18,23 +18,16 @@ _COLUMNS = "id, content, user_id, created_time"
 # after a bulk load that left the index to `db build-indexes`. Looked up again every so often.
 SEARCH_INDEX_RECHECK_SECONDS = 10.0
 _search_index = {"valid": False, "checked": -SEARCH_INDEX_RECHECK_SECONDS}
-_search_gate = SearchGate(settings.search_max_concurrency, settings.search_queue_seconds)
-
-
-def reset_search_gate() -> None:
-    """A fresh gate for a new event loop (asyncio primitives bind to the loop that uses them)."""
-    global _search_gate
-    _search_gate = SearchGate(settings.search_max_concurrency, settings.search_queue_seconds)
 
 
 def _post(row: asyncpg.Record) -> dict:
     return {"post_id": row[0], "content": row[1], "user_id": row[2], "created_time": row[3]}
 
 
-async def create(*, user_id: int, content: str) -> dict:
+async def create(*, db: Database, user_id: int, content: str) -> dict:
     """Insert a post; the foreign key, not a prior SELECT, says whether the user exists."""
     try:
-        async with checkout() as conn:
+        async with db.checkout() as conn:
             row = await conn.fetchrow(
                 f"INSERT INTO posts (user_id, content) VALUES ($1, $2) RETURNING {_COLUMNS}",
                 user_id,
@@ -46,9 +39,9 @@ async def create(*, user_id: int, content: str) -> dict:
     return _post(row)
 
 
-async def get(*, post_id: int) -> dict:
+async def get(*, db: Database, post_id: int) -> dict:
     """The post with this id, or PostNotFound."""
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM posts WHERE id = $1", post_id)
     if row is None:
         raise PostNotFound
@@ -57,23 +50,26 @@ async def get(*, post_id: int) -> dict:
 
 async def list_page(
     *,
+    db: Database,
     before_id: int,
     limit: int,
     user_id: int | None = None,
     query: str | None = None,
+    search_gate: SearchGate | None = None,
 ) -> list[dict]:
     """Up to limit posts with ids below before_id, newest first, optionally filtered.
 
     `query` is full-text search in web-search syntax ("quoted phrase", or, -not): see
-    app/posts/search.py. Searches take turns (SEARCH_MAX_CONCURRENCY per process).
+    app/posts/search.py. Searches take turns at `search_gate` (SEARCH_MAX_CONCURRENCY per process).
     """
     if query is not None:
-        async with _search_gate.turn(), checkout() as conn:
+        assert search_gate is not None, "a search needs the search gate"
+        async with search_gate.turn(), db.checkout() as conn:
             if not await _search_index_valid(conn):
                 raise SearchIndexBuilding
             rows = await newest_matches(conn, query=query, before_id=before_id, limit=limit,
                                         user_id=user_id,
-                                        timeout_ms=settings.search_statement_timeout_ms)
+                                        timeout_ms=db.settings.search_statement_timeout_ms)
         return [_post(row) for row in rows]
     conditions, args = ["id < $1"], [before_id]
     if user_id is not None:
@@ -84,7 +80,7 @@ async def list_page(
         f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} "
         f"ORDER BY id DESC LIMIT ${len(args)}"
     )
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         rows = await conn.fetch(sql, *args)
     return [_post(row) for row in rows]
 
@@ -97,9 +93,9 @@ async def _search_index_valid(conn: asyncpg.Connection) -> bool:
     return _search_index["valid"]
 
 
-async def list_for_user(*, user_id: int, before_id: int, limit: int) -> list[dict]:
+async def list_for_user(*, db: Database, user_id: int, before_id: int, limit: int) -> list[dict]:
     """A page of one user's posts; UserNotFound when the user does not exist."""
-    posts = await list_page(before_id=before_id, limit=limit, user_id=user_id)
-    if not posts and not await users.exists(user_id=user_id):
+    posts = await list_page(db=db, before_id=before_id, limit=limit, user_id=user_id)
+    if not posts and not await users.exists(db=db, user_id=user_id):
         raise UserNotFound
     return posts

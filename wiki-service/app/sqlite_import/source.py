@@ -21,10 +21,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-# The models' limits (app.users.models / app.posts.models, checked equal by the tests); not
-# imported, so that the reader process starts without the app, its engine and its settings.
-NAME_MAX_LENGTH = 200
-CONTENT_MAX_LENGTH = 100_000
+from app.limits import CONTENT_MAX_LENGTH, NAME_MAX_LENGTH
 
 TABLES = {
     "users": ("id", "name", "created_time"),

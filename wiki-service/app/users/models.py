@@ -5,9 +5,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.database import Base, length_check
-
-NAME_MAX_LENGTH = 200
+from app.limits import NAME_MAX_LENGTH
+from app.models_base import Base, length_check
 
 
 class User(Base):

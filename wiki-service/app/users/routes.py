@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from app.deps import DatabaseDep
 from app.errors import error_responses
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
 from app.responses import JSON
@@ -17,22 +18,22 @@ UserId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A use
 
 
 @router.post("/users", status_code=201, response_model=UserOut, responses=error_responses(400, 413, 422))
-async def create_user(body: UserCreate) -> JSON:
+async def create_user(db: DatabaseDep, body: UserCreate) -> JSON:
     """Create a user."""
-    return JSON(await service.create(name=body.name), status_code=201)
+    return JSON(await service.create(db=db, name=body.name), status_code=201)
 
 
 @router.get("/users", response_model=Page[UserOut], responses=error_responses(400, 422))
-async def list_users(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> JSON:
+async def list_users(db: DatabaseDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> JSON:
     """Users, newest first, a page at a time."""
-    users = await service.list_page(before_id=decode_cursor(cursor), limit=limit + 1)
+    users = await service.list_page(db=db, before_id=decode_cursor(cursor), limit=limit + 1)
     return JSON(page(users, limit, key="id"))
 
 
 @router.get("/users/{id}", response_model=UserOut, responses=error_responses(404, 422))
-async def read_user(user_id: UserId) -> JSON:
+async def read_user(db: DatabaseDep, user_id: UserId) -> JSON:
     """One user."""
-    return JSON(await service.get(user_id=user_id))
+    return JSON(await service.get(db=db, user_id=user_id))
 
 
 # The path of the service this one replaces; its clients keep working.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from app.database import checkout
+from app.database import Database
 from app.errors import UserNotFound
 from app.metrics import USERS_CREATED
 
@@ -20,32 +20,32 @@ def _user(row: asyncpg.Record) -> dict:
     return {"id": row[0], "name": row[1], "created_time": row[2]}
 
 
-async def create(*, name: str) -> dict:
+async def create(*, db: Database, name: str) -> dict:
     """Insert a user and return it."""
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         row = await conn.fetchrow(f"INSERT INTO users (name) VALUES ($1) RETURNING {_COLUMNS}", name)
     USERS_CREATED.inc()
     return _user(row)
 
 
-async def get(*, user_id: int) -> dict:
+async def get(*, db: Database, user_id: int) -> dict:
     """The user with this id, or UserNotFound."""
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
     if row is None:
         raise UserNotFound
     return _user(row)
 
 
-async def exists(*, user_id: int) -> bool:
+async def exists(*, db: Database, user_id: int) -> bool:
     """Whether a user with this id exists."""
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
 
 
-async def list_page(*, before_id: int, limit: int) -> list[dict]:
+async def list_page(*, db: Database, before_id: int, limit: int) -> list[dict]:
     """Up to limit users with ids below before_id, newest first."""
-    async with checkout() as conn:
+    async with db.checkout() as conn:
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM users WHERE id < $1 ORDER BY id DESC LIMIT $2", before_id, limit
         )
