@@ -73,7 +73,7 @@ class WikiAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return RequestContextMiddleware(FastLane(inner, self.state),
+        return RequestContextMiddleware(FastLane(inner, self.routes, self.state),
                                         max_body_bytes=get_settings().max_body_bytes)
 
 

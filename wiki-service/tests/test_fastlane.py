@@ -46,3 +46,29 @@ async def test_lane_requests_are_counted_under_their_route_template(client):
     assert 'http_requests_total{method="GET",route="/user/{id}",status="200"}' in text
     assert 'http_requests_total{method="GET",route="/users/{id}",status="404"}' in text
     assert 'http_requests_total{method="POST",route="/users",status="201"}' in text
+
+
+def test_the_lane_is_built_from_the_marked_routes():
+    from app.fastlane import FastLane
+    from app.main import app
+
+    lane = FastLane(app, app.routes, app.state)
+    served = {("GET", entry.route.path) for _, _, entry in lane.by_prefix}
+    served |= {("POST", entry.route.path) for entry in lane.by_path.values()}
+    assert served == {("GET", "/user/{id}"), ("GET", "/users/{id}"), ("POST", "/users"), ("POST", "/posts")}
+
+
+def test_a_marked_route_the_lane_cannot_serve_is_refused_at_startup():
+    from fastapi import FastAPI
+
+    from app.fastlane import FastLane, fast_lane
+
+    app = FastAPI()
+
+    @app.get("/things/{id}")
+    @fast_lane
+    async def read_thing(id: int, verbose: bool = False) -> dict:  # noqa: A002 - the path's name
+        return {}
+
+    with pytest.raises(TypeError, match="/things/{id}"):
+        FastLane(app, app.routes, app.state)

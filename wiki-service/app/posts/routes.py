@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query
 
 from app.deps import DatabaseDep, SearchGateDep
 from app.errors import error_responses
+from app.fastlane import fast_lane
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
 from app.posts import service
 from app.posts.schemas import PostCreate, PostOut
@@ -19,6 +20,7 @@ PostId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A pos
 
 
 @router.post("/posts", status_code=201, response_model=PostOut, responses=error_responses(400, 404, 413, 422))
+@fast_lane
 async def create_post(db: DatabaseDep, body: PostCreate) -> JSON:
     """Create a post for an existing user."""
     post = await service.create(db=db, user_id=body.user_id, content=body.content)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path
 
 from app.deps import DatabaseDep
 from app.errors import error_responses
+from app.fastlane import fast_lane
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
 from app.responses import JSON
 from app.users import service
@@ -18,6 +19,7 @@ UserId = Annotated[int, Path(alias="id", ge=1, le=BIGINT_MAX, description="A use
 
 
 @router.post("/users", status_code=201, response_model=UserOut, responses=error_responses(400, 413, 422))
+@fast_lane
 async def create_user(db: DatabaseDep, body: UserCreate) -> JSON:
     """Create a user."""
     return JSON(await service.create(db=db, name=body.name), status_code=201)
@@ -31,6 +33,7 @@ async def list_users(db: DatabaseDep, limit: Limit = DEFAULT_LIMIT, cursor: Curs
 
 
 @router.get("/users/{id}", response_model=UserOut, responses=error_responses(404, 422))
+@fast_lane
 async def read_user(db: DatabaseDep, user_id: UserId) -> JSON:
     """One user."""
     return JSON(await service.get(db=db, user_id=user_id))
