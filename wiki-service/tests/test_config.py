@@ -109,6 +109,15 @@ def test_pool_settings_follow_the_design_and_can_be_overridden():
     assert run_python(code, custom).stdout.split() == ["3", "4", "2.5", "False"]
 
 
+def test_importing_the_app_reads_no_settings_and_builds_no_engine():
+    # A setting that stops every command: importing must not read it, let alone connect.
+    code = ("import gc; import app.main, app.cli, app.users.schemas, app.posts.schemas, app.validation; "
+            "from sqlalchemy.ext.asyncio import AsyncEngine; "
+            "print(sum(isinstance(o, AsyncEngine) for o in gc.get_objects()))")
+    result = run_python(code, bare_env(DATABASE_URL="mysql://u:p@h/db"))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "0\n", "")
+
+
 def test_check_db_against_an_unreachable_server_is_one_line():
     result = run_cli("check-db", env=bare_env(DB_HOST="127.0.0.1", DB_PORT="1"))
     assert result.returncode == 1
