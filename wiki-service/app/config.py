@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     search_max_concurrency: PositiveInt = 1
     search_queue_seconds: float = Field(0.1, ge=0, le=60)
     search_statement_timeout_ms: int = Field(2000, ge=1)
+    # order=relevance ranks this many of the newest matches: its bound on a search's work.
+    search_rank_candidates: int = Field(1000, ge=1, le=10_000)
 
     log_level: str = Field("info", pattern="(?i)^(critical|error|warning|info|debug)$")
     max_body_bytes: PositiveInt = 1024 * 1024

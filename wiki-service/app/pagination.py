@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
@@ -57,3 +58,34 @@ def page(items: list[dict], limit: int, *, key: str) -> dict:
         return {"items": items, "next_cursor": None}
     items = items[:limit]
     return {"items": items, "next_cursor": encode_cursor(items[-1][key])}
+
+
+# A relevance cursor: the candidate set's upper id, then the last post's rank (a float4, as
+# ts_rank returns it, so it survives the round trip exactly) and id.
+_RANKED = struct.Struct(">cqfq")
+
+
+def encode_ranked_cursor(*, below: int, rank: float, last_id: int) -> str:
+    """An opaque cursor for the relevance page after the post (rank, last_id)."""
+    return base64.urlsafe_b64encode(_RANKED.pack(b"r", below, rank, last_id)).decode().rstrip("=")
+
+
+def decode_ranked_cursor(cursor: str) -> tuple[int, float, int]:
+    """(below, rank, last_id) of a relevance cursor; InvalidCursor for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, below, rank, last_id = _RANKED.unpack(raw)
+    except (binascii.Error, ValueError, struct.error):
+        raise InvalidCursor from None
+    if kind != b"r" or not 1 <= below <= BIGINT_MAX or not 1 <= last_id <= BIGINT_MAX or rank != rank:
+        raise InvalidCursor
+    return below, rank, last_id
+
+
+def ranked_page(ranked: list[tuple[dict, float]], limit: int, *, below: int) -> dict:
+    """A relevance page body from up to limit + 1 (post, rank) pairs fetched."""
+    items = [post for post, _rank in ranked[:limit]]
+    if len(ranked) <= limit:
+        return {"items": items, "next_cursor": None}
+    last, rank = ranked[limit - 1]
+    return {"items": items, "next_cursor": encode_ranked_cursor(below=below, rank=rank, last_id=last["post_id"])}

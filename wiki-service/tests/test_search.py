@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.metrics import SEARCH_PLANS
-from app.posts.search import newest_matches
+from app.posts.search import most_relevant, newest_matches
 from tests.support.cli import run_cli, service_env
 
 POSTS = 6000
@@ -35,6 +35,15 @@ DEFINITION = (
     "AND to_tsvector('simple', content) @@ websearch_to_tsquery('simple', $2) "
     "ORDER BY id DESC LIMIT $4"
 )
+# order=relevance: the newest $4 matches, by ts_rank (normalized by length), ties newest first.
+RANKED_DEFINITION = """
+    WITH candidates AS (
+        SELECT id, content FROM posts WHERE id < $1 AND ($3::bigint IS NULL OR user_id = $3)
+        AND to_tsvector('simple', content) @@ websearch_to_tsquery('simple', $2)
+        ORDER BY id DESC LIMIT $4
+    )
+    SELECT id FROM candidates ORDER BY
+        ts_rank(to_tsvector('simple', content), websearch_to_tsquery('simple', $2), 1) DESC, id DESC"""
 # probe_rows and sparse_rows that force each way to finish a search.
 PLANS = {
     "auto": {},
@@ -122,6 +131,71 @@ async def test_the_answer_has_the_definitions_rows_and_sees_new_posts(search_con
     await db.execute("UPDATE posts SET content = 'now about something else' WHERE id = $1", new_id)
     assert await newest_matches(conn, query="zyxt", before_id=2**63 - 1, limit=20,
                                 user_id=None, timeout_ms=10_000) == []
+
+
+async def test_relevance_ranks_exactly_the_newest_candidates(search_conn, db):
+    """Every candidate-set size, page size, user and upper bound: the ranked definition."""
+    conn = search_conn
+    checked = 0
+    for query in QUERIES:
+        for user_id in (None, PROLIFIC, 999):
+            for below in (2**63 - 1, POSTS * ID_STEP // 2):
+                for candidates in (1, 30, 300, 5000):
+                    expected = [row["id"] for row in
+                                await db.fetch(RANKED_DEFINITION, below, query, user_id, candidates)]
+                    seen, after, next_below = [], None, below
+                    while True:  # pages of 13, each resumed from the last (rank, id)
+                        next_below, ranked = await most_relevant(
+                            conn, query=query, below=next_below, after=after, limit=13,
+                            user_id=user_id, candidates=candidates, timeout_ms=10_000)
+                        seen += [row["id"] for row, _rank in ranked]
+                        if len(ranked) < 13:
+                            break
+                        after = (ranked[-1][1], ranked[-1][0]["id"])
+                    assert seen == expected, (query, user_id, below, candidates)
+                    checked += 1
+    assert checked == len(QUERIES) * 3 * 2 * 4
+    # The ranks order something: a query whose candidates differ in rank is not newest first.
+    ranked = [row["id"] for row in await db.fetch(RANKED_DEFINITION, 2**63 - 1, "dense", None, 300)]
+    assert ranked != sorted(ranked, reverse=True)
+
+
+async def test_relevance_pages_rank_the_same_candidates_while_posts_arrive(client, db):
+    await db.execute("INSERT INTO users (id, name) VALUES (1, 'a')")
+    rng = random.Random(3)
+    await db.copy_records_to_table("posts", columns=["id", "user_id", "content"], records=[
+        (i, 1, " ".join(rng.choice(["kappa", "delta", "omega"]) for _ in range(rng.randint(1, 9))))
+        for i in range(1, 300)])
+    await db.execute("SELECT setval(pg_get_serial_sequence('posts', 'id'), 300)")
+    expected = [row["id"] for row in await db.fetch(RANKED_DEFINITION, 2**63 - 1, "kappa", None, 1000)]
+    assert len(expected) > 30
+    seen, cursor = [], None
+    while True:
+        params = {"q": "kappa", "order": "relevance", "limit": 9, **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/posts", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [item["post_id"] for item in body["items"]]
+        if (cursor := body["next_cursor"]) is None:
+            break
+        # A new, highly relevant post does not join the pages already under way.
+        await db.execute("INSERT INTO posts (user_id, content) VALUES (1, 'kappa kappa kappa')")
+    assert seen == expected
+
+
+async def test_relevance_input_errors(client):
+    for params in ({"order": "relevance"}, {"order": "rank", "q": "x"}):
+        response = await client.get("/posts", params=params)
+        assert response.status_code == 422, params
+        assert response.json()["detail"][0]["loc"] == ["query", "order"]
+    newest_cursor = "djE6Mw"  # v1:3
+    response = await client.get("/posts", params={"q": "x", "order": "relevance", "cursor": newest_cursor})
+    assert response.status_code == 400 and response.json() == {"detail": "Invalid cursor"}
+    ranked = await client.get("/posts", params={"q": "x", "order": "relevance",
+                                                 "cursor": "cgAAAAAAAAAKPwAAAAAAAAAAAAAF"})
+    assert ranked.status_code == 200, ranked.text  # a well-formed relevance cursor
+    response = await client.get("/posts", params={"q": "x", "cursor": "cgAAAAAAAAAKPwAAAAAAAAAAAAAF"})
+    assert response.status_code == 400 and response.json() == {"detail": "Invalid cursor"}
 
 
 async def test_pages_of_a_search_concatenate_to_the_definition(client, db):

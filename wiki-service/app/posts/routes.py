@@ -1,13 +1,23 @@
 """HTTP routes of the posts API: translate HTTP to service calls and back, nothing more."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from app.deps import DatabaseDep, SearchGateDep
 from app.errors import error_responses
 from app.fastlane import fast_lane
-from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
+from app.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Page,
+    decode_cursor,
+    decode_ranked_cursor,
+    page,
+    ranked_page,
+)
 from app.posts import service
 from app.posts.schemas import PostCreate, PostOut
 from app.responses import JSON
@@ -35,8 +45,23 @@ async def list_posts(
     cursor: Cursor = None,
     user_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="Only this user's posts.")] = None,
     q: Annotated[SearchQuery | None, Query(description='Full-text search: words, "a phrase", or, -word.')] = None,
+    order: Annotated[Literal["newest", "relevance"], Query(
+        description="`relevance` (needs q): the newest SEARCH_RANK_CANDIDATES (1,000) matches, "
+                    "most relevant first.")] = "newest",
 ) -> JSON:
     """Posts, newest first, optionally one user's or those matching a full-text search."""
+    if order == "relevance":
+        if q is None:
+            raise RequestValidationError([{"loc": ("query", "order"), "type": "missing",
+                                           "msg": "order=relevance needs a search query q"}])
+        below, after = BIGINT_MAX, None
+        if cursor is not None:
+            below, rank, last_id = decode_ranked_cursor(cursor)
+            after = (rank, last_id)
+        below, ranked = await service.search_by_relevance(
+            db=db, search_gate=search_gate, query=q, below=below, after=after, limit=limit + 1,
+            user_id=user_id)
+        return JSON(ranked_page(ranked, limit, below=below))
     posts = await service.list_page(
         db=db, before_id=decode_cursor(cursor), limit=limit + 1, user_id=user_id, query=q,
         search_gate=search_gate,

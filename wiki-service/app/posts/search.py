@@ -22,6 +22,9 @@ transaction-mode pooler passes through.
      costs the empty buckets above them (a few µs each) and one bucket of matches.
    - walk: a query with no positive word (`-word` alone) cannot use GIN; it walks the primary
      key, bounded by the search timeout.
+
+Relevance (`most_relevant`) ranks a bounded candidate set: the newest `candidates` matches
+found by the steps above, ordered by ts_rank, then newest first.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ BUCKETS_SQL = f"""
     ) found
     LIMIT $4"""
 ESTIMATE_SQL = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts WHERE id < $1 AND search @@ {TSQUERY}"
+# Normalization 1 divides by 1 + log(length): a long post does not win by length alone.
+RANK_SQL = (f"SELECT id, ts_rank(search, {TSQUERY}, 1) AS rank "
+            f"FROM unnest($1::bigint[]) AS candidate(id) JOIN posts USING (id)")
 
 
 async def newest_matches(
@@ -110,29 +116,81 @@ async def newest_matches(
 
     probe_rows and sparse_rows are the plan's thresholds (tests force each plan with them).
     """
-    args = [before_id, query, user_id, limit]
+    async with _search_transaction(conn, timeout_ms):
+        return await _newest(conn, query=query, before_id=before_id, limit=limit, user_id=user_id,
+                             probe_rows=probe_rows, sparse_rows=sparse_rows)
+
+
+async def most_relevant(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    below: int,
+    after: tuple[float, int] | None,
+    limit: int,
+    user_id: int | None,
+    candidates: int,
+    timeout_ms: int,
+) -> tuple[int, list[tuple[asyncpg.Record, float]]]:
+    """Up to limit of the newest `candidates` matches below `below`, most relevant first.
+
+    Ties keep newest first. `after` is the (rank, id) of the last post of the previous page.
+    Also returns the id that the next pages' candidates stay below, so that every page ranks
+    the same candidates while new posts arrive.
+    """
+    async with _search_transaction(conn, timeout_ms):
+        rows = await _newest(conn, query=query, before_id=below, limit=candidates, user_id=user_id)
+        if not rows:
+            return below, []
+        # The plan above may have turned an index scan kind off; the ranks are read by id.
+        await conn.execute("SET LOCAL enable_indexscan = on; SET LOCAL enable_bitmapscan = on")
+        ranks = dict(await conn.fetch(RANK_SQL, [row["id"] for row in rows], query))
+    ranked = sorted(((row, ranks[row["id"]]) for row in rows), key=lambda pair: (-pair[1], -pair[0]["id"]))
+    if after is not None:
+        ranked = [(row, rank) for row, rank in ranked if (rank, row["id"]) < after]
+    return min(rows[0]["id"] + 1, below), ranked[:limit]
+
+
+@contextlib.asynccontextmanager
+async def _search_transaction(conn: asyncpg.Connection, timeout_ms: int) -> AsyncIterator[None]:
+    """One snapshot for all steps of a search, with its own timeout and planner settings."""
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}; {SEARCH_SETTINGS}")
-            probe = await conn.fetch(PROBE_SQL, *args, probe_rows)
-            found = [row for row in probe if row["id"] is not None]
-            head = probe[0]
-            if len(found) == limit or head["probed"] < probe_rows or head["nodes"] == 0:
-                SEARCH_PLANS.labels("probe").inc()
-                return found
-            args[0], args[3] = head["lowest"], limit - len(found)
-            if head["negative_only"]:
-                plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
-            elif await _expected_matches(conn, args[:2]) <= sparse_rows:
-                plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
-            else:
-                plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
-            await conn.execute(f"SET LOCAL {setting} = off")
-            SEARCH_PLANS.labels(plan).inc()
-            return found + await conn.fetch(sql, *args)
+            yield
     except asyncpg.QueryCanceledError:  # the search's statement timeout
         SEARCHES_REFUSED.labels("timeout").inc()
         raise SearchTimedOut from None
+
+
+async def _newest(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    before_id: int,
+    limit: int,
+    user_id: int | None,
+    probe_rows: int = PROBE_ROWS,
+    sparse_rows: float = SPARSE_ROWS,
+) -> list[asyncpg.Record]:
+    """newest_matches' steps, inside _search_transaction."""
+    args = [before_id, query, user_id, limit]
+    probe = await conn.fetch(PROBE_SQL, *args, probe_rows)
+    found = [row for row in probe if row["id"] is not None]
+    head = probe[0]
+    if len(found) == limit or head["probed"] < probe_rows or head["nodes"] == 0:
+        SEARCH_PLANS.labels("probe").inc()
+        return found
+    args[0], args[3] = head["lowest"], limit - len(found)
+    if head["negative_only"]:
+        plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
+    elif await _expected_matches(conn, args[:2]) <= sparse_rows:
+        plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
+    else:
+        plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
+    await conn.execute(f"SET LOCAL {setting} = off")
+    SEARCH_PLANS.labels(plan).inc()
+    return found + await conn.fetch(sql, *args)
 
 
 async def _expected_matches(conn: asyncpg.Connection, args: list) -> float:

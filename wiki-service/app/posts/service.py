@@ -9,7 +9,7 @@ import asyncpg
 from app.database import Database
 from app.errors import PostNotFound, SearchIndexBuilding, UserNotFound
 from app.metrics import POSTS_CREATED
-from app.posts.search import SearchGate, newest_matches
+from app.posts.search import SearchGate, most_relevant, newest_matches
 from app.schema import SEARCH_INDEX, index_is_valid
 from app.users import service as users
 
@@ -83,6 +83,27 @@ async def list_page(
     async with db.checkout() as conn:
         rows = await conn.fetch(sql, *args)
     return [_post(row) for row in rows]
+
+
+async def search_by_relevance(
+    *,
+    db: Database,
+    search_gate: SearchGate,
+    query: str,
+    below: int,
+    after: tuple[float, int] | None,
+    limit: int,
+    user_id: int | None = None,
+) -> tuple[int, list[tuple[dict, float]]]:
+    """The most relevant of the newest SEARCH_RANK_CANDIDATES matches, with their ranks."""
+    async with search_gate.turn(), db.checkout() as conn:
+        if not await _search_index_valid(conn):
+            raise SearchIndexBuilding
+        below, ranked = await most_relevant(
+            conn, query=query, below=below, after=after, limit=limit, user_id=user_id,
+            candidates=db.settings.search_rank_candidates,
+            timeout_ms=db.settings.search_statement_timeout_ms)
+    return below, [(_post(row), rank) for row, rank in ranked]
 
 
 async def _search_index_valid(conn: asyncpg.Connection) -> bool:
