@@ -9,8 +9,9 @@ fresh database, `wiki-service db upgrade`, `wiki-service migrate-sqlite` (the fu
 then `wiki-service serve`. Every shape is asked --runs times over HTTP, one at a time; each
 answer must be 200 and equal, id for id, to the plain SQL definition (asked with index scans
 off, on the stored posts.search, which the test suite proves equal to to_tsvector(content)).
-Prints, per shape, the plan that answered (from search_plans_total), median and max at each
-size and the growth of the median from the smallest size to the largest.
+The relevance shapes are compared with the ranked definition over the service's default
+1,000 candidates. Prints, per shape, the plan that answered (from search_plans_total), median
+and max at each size and the growth of the median from the smallest size to the largest.
 
 Then, on the largest size: wrk's POST /users for --seconds alone, and again while --searchers
 clients ask the slowest shape in a loop (honouring Retry-After on 503); prints both rates,
@@ -53,11 +54,19 @@ QUERIES = {
     "negation": "probecommon -probepaira",
     "or": "proberare or probeabsent",
 }
+# order=relevance over the service's default SEARCH_RANK_CANDIDATES: the most candidates to
+# gather (a common word) and an intersection (the rare pair).
+RANKED = {"common, by relevance": "probecommon", "rare pair, by relevance": "probepaira probepairb"}
+RANK_CANDIDATES = 1000
 PROLIFIC_USER = 1  # wrote 5% of the posts (bench/search_corpus.py)
 PAGE = 20
 DEFINITION = (
     "SELECT id FROM posts WHERE id < $1 AND ($3::bigint IS NULL OR user_id = $3) "
     "AND search @@ websearch_to_tsquery('simple', $2) ORDER BY id DESC LIMIT $4"
+)
+RANKED_DEFINITION = (
+    f"SELECT id FROM ({DEFINITION.replace('SELECT id', 'SELECT id, search')}) candidates "
+    "ORDER BY ts_rank(search, websearch_to_tsquery('simple', $2), 1) DESC, id DESC LIMIT $5"
 )
 
 
@@ -72,6 +81,8 @@ def shapes(posts: int) -> dict[str, dict]:
         out[name] = {"q": q}
         out[f"{name} + user"] = {"q": q, "user_id": PROLIFIC_USER}
         out[f"{name} + cursor"] = {"q": q, "cursor": cursor_for(posts // 2)}
+    for name, q in RANKED.items():
+        out[name] = {"q": q, "order": "relevance"}
     return out
 
 
@@ -91,7 +102,11 @@ async def definition(url: str, params: dict) -> list[int]:
         if "cursor" in params:
             raw = params["cursor"] + "=" * (-len(params["cursor"]) % 4)
             before = int(base64.urlsafe_b64decode(raw).decode().split(":")[1])
-        rows = await conn.fetch(DEFINITION, before, params["q"], params.get("user_id"), PAGE)
+        if params.get("order") == "relevance":
+            rows = await conn.fetch(RANKED_DEFINITION, before, params["q"], params.get("user_id"),
+                                    RANK_CANDIDATES, PAGE)
+        else:
+            rows = await conn.fetch(DEFINITION, before, params["q"], params.get("user_id"), PAGE)
         return [row["id"] for row in rows]
     finally:
         await conn.close()
