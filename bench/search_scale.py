@@ -6,8 +6,9 @@
 
 For each size: the corpus of bench/search_corpus.py (generated once into bench/results/), a
 fresh database, `wiki-service db upgrade`, `wiki-service migrate-sqlite` (the full schema),
-then `wiki-service serve`. Every shape is asked --runs times over HTTP, one at a time; each
-answer must be 200 and equal, id for id, to the plain SQL definition (asked with index scans
+then `wiki-service serve`; every size's service stays up. Every shape is asked --runs times
+over HTTP, one request at a time, the sizes interleaved request by request (their order rotated
+every round) so that other load on the machine falls on each size alike; each answer must be 200 and equal, id for id, to the plain SQL definition (asked with index scans
 off, on the stored posts.search, which the test suite proves equal to to_tsvector(content)).
 The relevance shapes are compared with the ranked definition over the service's default
 1,000 candidates. Prints, per shape, the plan that answered (from search_plans_total), median
@@ -126,6 +127,7 @@ class Service:
     def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.url = env["DATABASE_URL"]
         self.log = log.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -145,27 +147,50 @@ class Service:
         self.log.close()
 
 
-def measure(base: str, url: str, posts: int, runs: int) -> dict[str, dict]:
-    results = {}
-    with httpx.Client(base_url=base, timeout=60) as http:
-        for name, params in shapes(posts).items():
-            expected = asyncio.run(definition(url, params))
-            before = plans(base)
-            timings = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                response = http.get("/posts", params=params)
-                timings.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
-                    raise SystemExit(f"{name}: {response.status_code} {response.text[:200]}")
-                got = [item["post_id"] for item in response.json()["items"]]
-                if got != expected:
-                    raise SystemExit(f"{name}: wrong answer {got[:5]}... expected {expected[:5]}...")
-            after = plans(base)
-            used = sorted(plan for plan in after if after[plan] != before.get(plan, 0))
-            results[name] = {"median": statistics.median(timings), "max": max(timings),
-                             "plan": "+".join(used), "found": len(expected)}
-    return results
+def measure(sizes: dict[int, tuple[str, str]], runs: int) -> dict[int, dict[str, dict]]:
+    """Every shape at every size: sizes maps posts -> (service base URL, database URL).
+
+    The sizes are interleaved request by request (their order rotated every round), so that
+    other load on the machine falls on every size alike and the growth ratios hold.
+    """
+    clients = {size: httpx.Client(base_url=base, timeout=60) for size, (base, _url) in sizes.items()}
+    names = list(shapes(min(sizes)))
+    expected, used, timings = {}, {}, {}
+    try:
+        for size, (base, url) in sizes.items():
+            for name, params in shapes(size).items():
+                expected[size, name] = asyncio.run(definition(url, params))
+                before = plans(base)
+                ask(clients[size], name, params, expected[size, name])  # warms caches, gates, pools
+                after = plans(base)
+                used[size, name] = "+".join(sorted(p for p in after if after[p] != before.get(p, 0)))
+                timings[size, name] = []
+        order = list(sizes)
+        for run in range(runs):
+            for name in names:
+                for size in order[run % len(order):] + order[:run % len(order)]:
+                    params = shapes(size)[name]
+                    timings[size, name].append(ask(clients[size], name, params, expected[size, name]))
+    finally:
+        for client in clients.values():
+            client.close()
+    return {size: {name: {"median": statistics.median(timings[size, name]),
+                          "max": max(timings[size, name]), "plan": used[size, name],
+                          "found": len(expected[size, name])} for name in names}
+            for size in sizes}
+
+
+def ask(http: httpx.Client, name: str, params: dict, expected: list[int]) -> float:
+    """One search over HTTP, checked against the definition; its latency in ms."""
+    started = time.perf_counter()
+    response = http.get("/posts", params=params)
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code != 200:
+        raise SystemExit(f"{name}: {response.status_code} {response.text[:200]}")
+    got = [item["post_id"] for item in response.json()["items"]]
+    if got != expected:
+        raise SystemExit(f"{name}: wrong answer {got[:5]}... expected {expected[:5]}...")
+    return elapsed
 
 
 def load_under_searches(base: str, query: dict, seconds: int, searchers: int,
@@ -213,37 +238,41 @@ def main() -> None:
     print(f"search_scale at {commit} on {platform.node()}, {os.cpu_count()} cores, "
           f"{args.runs} runs a shape, serve --workers {args.workers}", flush=True)
 
-    results: dict[int, dict] = {}
+    services: dict[int, Service] = {}
+    databases: list[str] = []
     bulkhead = None
-    for size in sizes:
-        corpus = RESULTS_DIR / f"search-{size}.db"
-        if not corpus.exists():
-            subprocess.run([sys.executable, str(BENCH_DIR / "search_corpus.py"), "--posts", str(size),
-                            str(corpus)], check=True)
-        name = f"search_scale_{size}_{uuid.uuid4().hex[:8]}"
-        asyncio.run(create_database(args.admin_url, name))
-        url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("DB_")}
-        env["DATABASE_URL"] = url
-        service = None
-        try:
+    try:
+        for size in sizes:
+            corpus = RESULTS_DIR / f"search-{size}.db"
+            if not corpus.exists():
+                subprocess.run([sys.executable, str(BENCH_DIR / "search_corpus.py"), "--posts",
+                                str(size), str(corpus)], check=True)
+            name = f"search_scale_{size}_{uuid.uuid4().hex[:8]}"
+            asyncio.run(create_database(args.admin_url, name))
+            databases.append(name)
+            url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
+            env = {key: value for key, value in os.environ.items() if not key.startswith("DB_")}
+            env["DATABASE_URL"] = url
             cli("db", "upgrade", env=env)
             started = time.monotonic()
             loaded = cli("migrate-sqlite", str(corpus), "--reject-report", os.devnull, env=env)
             timings = [line for line in loaded.stdout.splitlines() if line.startswith("timings:")]
             print(f"{size:,} posts: migrate-sqlite {time.monotonic() - started:.1f} s; {timings[0]}",
                   flush=True)
-            service = Service(env, args.workers, RESULTS_DIR / f"search-scale-{size}.log")
-            measure(service.base, url, size, 1)  # warm: caches, the service's gates and pools
-            results[size] = measure(service.base, url, size, args.runs)
-            if size == sizes[-1]:
-                slowest = max(results[size], key=lambda shape: results[size][shape]["median"])
-                bulkhead = (slowest, load_under_searches(
-                    service.base, shapes(size)[slowest], args.seconds, args.searchers, (1, size // 3)))
-        finally:
-            if service is not None:
-                service.stop()
-            asyncio.run(drop_database(args.admin_url, name))
+            services[size] = Service(env, args.workers, RESULTS_DIR / f"search-scale-{size}.log")
+        results = measure({size: (service.base, service.url) for size, service in services.items()},
+                          args.runs)
+        largest = sizes[-1]
+        for size in sizes[:-1]:  # the bulkhead runs on the largest size alone
+            services.pop(size).stop()
+        slowest = max(results[largest], key=lambda shape: results[largest][shape]["median"])
+        bulkhead = (slowest, load_under_searches(
+            services[largest].base, shapes(largest)[slowest], args.seconds, args.searchers,
+            (1, largest // 3)))
+    finally:
+        for service in services.values():
+            service.stop()
+        asyncio.run(drop_database(args.admin_url, *databases))
 
     small, large = sizes[0], sizes[-1]
     print(f"\n| shape | plan at {large:,} | median {small:,} | max {small:,} | median {large:,} "
