@@ -159,7 +159,8 @@ def meet(compose: Compose, dependency: str, condition: str, healthy_at: dict[str
     """Waits until `dependency` meets `condition`, as compose would before starting a dependant."""
     container = compose.container(dependency)
     if condition == "service_healthy":
-        healthy_at[dependency] = wait_healthy(container)  # checked again for each dependant
+        passed_at = wait_healthy(container)  # checked again for each dependant; the first pass counts
+        healthy_at.setdefault(dependency, passed_at)
     elif condition == "service_completed_successfully":
         exit_code = podman("wait", container, timeout=120).stdout.strip()
         if exit_code != "0":
