@@ -71,6 +71,25 @@ def image_size(name: str) -> int:
     return int(inspect("image", name)["Size"])
 
 
+def logs(container: str) -> str:
+    proc = podman("logs", container, check=False)
+    return proc.stdout + proc.stderr
+
+
+def wait_http(url: str, container: str, timeout: float = 60) -> None:
+    """Polls `url` until it answers 200; FAILs with the container's logs if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = inspect("container", container)["State"]
+        if not state["Running"]:
+            pytest.fail(f"{container} exited {state['ExitCode']}:\n{logs(container)[-3000:]}", pytrace=False)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.3)
+    pytest.fail(f"{url} not answering after {timeout}s:\n{logs(container)[-3000:]}", pytrace=False)
+
+
 class Container:
     """One detached container, removed by `remove()`."""
 
@@ -84,8 +103,7 @@ class Container:
                *env_args, *volume_args, *args, image, *command)
 
     def logs(self) -> str:
-        proc = podman("logs", self.name, check=False)
-        return proc.stdout + proc.stderr
+        return logs(self.name)
 
     def state(self) -> dict:
         return inspect("container", self.name)["State"]
@@ -98,16 +116,7 @@ class Container:
         return podman("healthcheck", "run", self.name, check=False)
 
     def wait_http(self, url: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.state()["Running"]:
-                pytest.fail(f"{self.name} exited {self.state()['ExitCode']}:\n{self.logs()[-3000:]}",
-                            pytrace=False)
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            time.sleep(0.3)
-        pytest.fail(f"{url} not answering after {timeout}s:\n{self.logs()[-3000:]}", pytrace=False)
+        wait_http(url, self.name, timeout)
 
     def stop(self, grace: int) -> int:
         """`podman stop`: SIGTERM, then SIGKILL after `grace` seconds. Returns the exit code."""

@@ -17,7 +17,6 @@ tests/deploy/test_deploy_tooling.py checks that compose.yaml declares these cond
 
 from __future__ import annotations
 
-import contextlib
 import graphlib
 import re
 import subprocess
@@ -34,7 +33,7 @@ import pytest
 import yaml
 
 from app.embedded import free_port
-from tests.image.podman import REPO, build, inspect, podman, podman_env
+from tests.image.podman import REPO, build, inspect, logs, podman, podman_env, wait_http
 
 pytestmark = pytest.mark.image
 
@@ -129,23 +128,11 @@ def wait_healthy(container: str) -> datetime:
     deadline = time.monotonic() + HEALTHY_WITHIN
     while podman("healthcheck", "run", container, check=False).returncode != 0:
         if time.monotonic() > deadline:
-            logs = podman("logs", container, check=False)
-            pytest.fail(f"{container} not healthy after {HEALTHY_WITHIN}s:\n{logs.stdout}{logs.stderr}",
-                        pytrace=False)
+            pytest.fail(f"{container} not healthy after {HEALTHY_WITHIN}s:\n{logs(container)}", pytrace=False)
         time.sleep(1)
     health = inspect("container", container)["State"]["Health"]
     assert health["Status"] == "healthy"
     return min(podman_time(entry["End"]) for entry in health["Log"] if entry["ExitCode"] == 0)
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.3)
-    pytest.fail(f"{url} not answering after {timeout}s", pytrace=False)
 
 
 def declared_conditions() -> dict[str, dict[str, str]]:
@@ -164,8 +151,7 @@ def meet(compose: Compose, dependency: str, condition: str, healthy_at: dict[str
     elif condition == "service_completed_successfully":
         exit_code = podman("wait", container, timeout=120).stdout.strip()
         if exit_code != "0":
-            logs = podman("logs", container, check=False)
-            pytest.fail(f"{dependency} exited {exit_code}:\n{logs.stdout}{logs.stderr}", pytrace=False)
+            pytest.fail(f"{dependency} exited {exit_code}:\n{logs(container)}", pytrace=False)
     else:
         assert condition == "service_started", condition
         assert inspect("container", container)["State"]["Running"]
@@ -187,7 +173,7 @@ def stack(image: str, stand_in_db_image: str, tmp_path_factory: pytest.TempPathF
                 meet(compose, dependency, condition, healthy_at)
             output += compose("up", "--detach", "--no-build", "--no-deps", service)
         stack = Stack(compose, env_file, output, healthy_at["db"])
-        wait_http(f"{stack.url}/readyz")
+        wait_http(f"{stack.url}/readyz", compose.container("api"))
         yield stack
     finally:
         compose("down", "--volumes")
@@ -215,7 +201,7 @@ def test_stand_in_db_takes_postgres_user_password_and_db(stack):
 def test_migrate_runs_to_completion_after_db_is_healthy_then_api_starts(stack):
     migrate, api = stack.inspect("migrate")["State"], stack.inspect("api")["State"]
     assert migrate["Status"] == "exited" and migrate["ExitCode"] == 0, migrate
-    assert "(head)" in podman("logs", stack.compose.container("migrate")).stdout
+    assert "(head)" in logs(stack.compose.container("migrate"))
     assert stack.healthy_at <= podman_time(migrate["StartedAt"])
     assert podman_time(migrate["FinishedAt"]) <= podman_time(api["StartedAt"])
     assert api["Running"], api
@@ -250,8 +236,7 @@ def test_env_file_reaches_the_app_containers(stack):
 
 
 def test_no_password_in_logs(stack):
-    logs = {service: podman("logs", stack.compose.container(service)) for service in ("db", "migrate", "api")}
-    texts = {service: proc.stdout + proc.stderr for service, proc in logs.items()}
+    texts = {service: logs(stack.compose.container(service)) for service in ("db", "migrate", "api")}
     assert "stand-in postgres: initialised" in texts["db"]
     for where, text in {**texts, "podman-compose": stack.output}.items():
         assert COMPOSE_PASSWORD not in text, f"the password is in the {where} output"
