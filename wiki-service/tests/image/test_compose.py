@@ -73,7 +73,8 @@ class Compose:
                    *args]
         proc = subprocess.run(command, cwd=self.directory, capture_output=True, text=True,
                               timeout=300, stdin=subprocess.DEVNULL,
-                              env={**podman_env(), "API_PORT": str(self.api_port)})
+                              # "${API_PORT:-8000}:8000" then publishes on loopback only
+                              env={**podman_env(), "API_PORT": f"127.0.0.1:{self.api_port}"})
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             pytest.fail(f"podman-compose {' '.join(args)} failed ({proc.returncode}):\n{output[-3000:]}",
@@ -208,6 +209,8 @@ def test_migrate_runs_to_completion_after_db_is_healthy_then_api_starts(stack):
 
 
 def test_api_answers_on_the_published_port(stack):
+    bindings = stack.inspect("api")["HostConfig"]["PortBindings"]["8000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(stack.compose.api_port)}]
     with httpx.Client(base_url=stack.url, timeout=10) as http:
         assert http.get("/readyz").status_code == 200
         created = http.post("/users", json={"name": "from compose"})
