@@ -1,28 +1,58 @@
 """Schema migrations: Alembic to head under an advisory lock, the revision checks, and the
-secondary indexes (built without blocking writes when a bulk load left them out)."""
+parts of the schema a bulk load leaves out (secondary indexes, the foreign key, the primary
+keys), built without blocking writes where they can be.
+
+The revisions (migrations/versions/) are history: each keeps the DDL it ran, and never
+changes. The models are the schema of today, and `test_migrations_match_the_models` holds them
+equal to what the revisions build. So `db build-indexes` and `migrate-sqlite` compile their
+DDL from the models, and state none of their own.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import AddConstraint, CreateIndex, DDLElement
+
+from app.posts.models import SEARCH_CONFIG, Post
+from app.users.models import User
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-# The migrations' secondary indexes, as pg_get_indexdef prints them (a test compares them with
-# a database Alembic built). migrate-sqlite drops them for its bulk load and builds them after.
+_USERS = cast(Table, User.__table__)
+_POSTS = cast(Table, Post.__table__)
+
+
+def _sql(element: DDLElement) -> str:
+    return str(element.compile(dialect=postgresql.dialect()))
+
+
+# The secondary indexes, name -> CREATE INDEX; the search index last, the slowest to build.
+# migrate-sqlite drops them for its bulk load and builds them after.
 SEARCH_INDEX = "posts_search_idx"
 SECONDARY_INDEXES = {
-    "posts_user_id_id_idx": "CREATE INDEX posts_user_id_id_idx ON public.posts USING btree (user_id, id)",
-    SEARCH_INDEX: (
-        "CREATE INDEX posts_search_idx ON public.posts "
-        "USING gin (((id >> 14)), search) WITH (fastupdate=off)"
-    ),
+    str(index.name): _sql(CreateIndex(index))
+    for index in sorted(_POSTS.indexes, key=lambda index: (index.name == SEARCH_INDEX, str(index.name)))
 }
+# The foreign key, and each table's primary key (unnamed in the models: PostgreSQL names it
+# <table>_pkey, as it did when Alembic created the table).
+(_POSTS_USER,) = _POSTS.foreign_key_constraints
+FOREIGN_KEY = str(_POSTS_USER.name)
+FOREIGN_KEY_DDL = _sql(AddConstraint(_POSTS_USER))
+PRIMARY_KEY_DDL = {table.name: _sql(AddConstraint(table.primary_key)) for table in (_USERS, _POSTS)}
+# Revision 0003's trigger, which sets posts.search (a bulk load that leaves the fill for later
+# drops it, and puts back the definition PostgreSQL prints for it).
+SEARCH_TRIGGER = "posts_search_fill"
+# What the trigger sets posts.search to, for the rows a bulk load left NULL.
+SEARCH_VECTOR = f"to_tsvector('{SEARCH_CONFIG}'::regconfig, content)"
 # Revision 0001's search index, on the expression: dropped once SEARCH_INDEX is valid.
 LEGACY_SEARCH_INDEX = "posts_content_search_idx"
 # Rows per UPDATE when posts.search is filled after a bulk load: short transactions, so the
@@ -76,7 +106,7 @@ async def fill_search_column(conn: asyncpg.Connection) -> int:
     filled = 0
     while low is not None and low <= high:
         status = await conn.execute(
-            "UPDATE posts SET search = to_tsvector('simple'::regconfig, content) "
+            f"UPDATE posts SET search = {SEARCH_VECTOR} "
             "WHERE id >= $1 AND id < $2 AND search IS NULL", low, low + FILL_BATCH_ROWS)
         filled += int(status.split()[-1])
         low += FILL_BATCH_ROWS

@@ -5,7 +5,7 @@ Fast path (users and posts both empty): one transaction locks both tables, drops
 key, both primary keys and the two secondary indexes, COPYs users then posts (FREEZE), builds
 the primary keys (a sort beats 4M one-row index inserts), adds the key NOT VALID and commits.
 The secondary indexes, the key's validation and ANALYZE then run on one connection, beside
-the read-back on another, with exactly the definitions Alembic's migrations create. If the
+the read-back on another, with the definitions of the models (app/schema.py). If the
 process dies before the commit, nothing is there; if it dies after, `missing_schema_parts`
 (checked at the start of every run) finds what is missing, and the rerun takes the staged
 path, which finds every row already there.
@@ -26,8 +26,12 @@ from typing import Any
 import asyncpg
 
 from app.schema import (
+    FOREIGN_KEY,
+    FOREIGN_KEY_DDL,
     INDEX_BUILD_MEMORY,
+    PRIMARY_KEY_DDL,
     SEARCH_INDEX,
+    SEARCH_TRIGGER,
     SECONDARY_INDEXES,
     fill_search_column,
     index_is_valid,
@@ -41,15 +45,6 @@ SERVER_SETTINGS = {
     "DateStyle": "ISO, MDY",
     "statement_timeout": "0",
 }
-
-# Migration 0003's trigger, which sets posts.search: gone during a load that leaves it for later.
-SEARCH_TRIGGER = "posts_search_fill"
-# The migrations' foreign key, as pg_get_constraintdef shows it.
-FOREIGN_KEY = "posts_user_id_fkey"
-FOREIGN_KEY_DDL = (
-    "ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id)"
-)
-PRIMARY_KEYS = {"users": "users_pkey", "posts": "posts_pkey"}
 
 
 async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
@@ -125,7 +120,9 @@ async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> lis
     # TRUNCATE (of empty tables) in this transaction lets COPY write frozen rows.
     await conn.execute("TRUNCATE users, posts")
     await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT {FOREIGN_KEY}")
-    for table, key in PRIMARY_KEYS.items():
+    for table in PRIMARY_KEY_DDL:
+        key = await conn.fetchval("SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass "
+                                  "AND contype = 'p'", table)
         await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key}")
     for name in SECONDARY_INDEXES:
         await conn.execute(f"DROP INDEX IF EXISTS {name}")  # absent when a fill was left for later
@@ -142,8 +139,8 @@ async def finish_fast_load(conn: asyncpg.Connection, restore: list[str]) -> None
     """In the load's transaction, after COPY: the primary keys, and the key NOT VALID (the
     reader already made sure that every post's user landed; it is validated after the commit)."""
     await conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")  # sorts in memory
-    for table, key in PRIMARY_KEYS.items():
-        await conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key} PRIMARY KEY (id)")
+    for ddl in PRIMARY_KEY_DDL.values():
+        await conn.execute(ddl)
     await conn.execute(f"{FOREIGN_KEY_DDL} NOT VALID")
     for statement in restore:
         await conn.execute(statement)
