@@ -25,6 +25,7 @@ from app import logs
 from app.config import Settings, describe, fail, get_settings
 from app.database import Database
 from app.schema import build_missing_indexes, current_revision, head_revision, upgrade_to_head
+from app.sqlite_import.command import Options as MigrateSqliteOptions
 from app.sqlite_import.command import run as migrate_sqlite
 
 T = TypeVar("T")
@@ -190,7 +191,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 def cmd_migrate_sqlite(args: argparse.Namespace) -> None:
     """Copy users and posts from an old SQLite app.db into PostgreSQL."""
-    raise SystemExit(migrate_sqlite(args))
+    raise SystemExit(migrate_sqlite(MigrateSqliteOptions.from_args(args)))
 
 
 def build_parser() -> argparse.ArgumentParser:

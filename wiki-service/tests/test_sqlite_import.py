@@ -483,8 +483,8 @@ def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dic
 
     db = source.open_source(path)
     ids = source.UserIds(source.highest_id(db, "users"))
-    users = list(source.read_users(db, batch_size, ids))
-    posts = list(source.read_posts(db, batch_size, ids))
+    users = list(source.read_rows(db, "users", batch_size, ids))
+    posts = list(source.read_rows(db, "posts", batch_size, ids))
     db.close()
     rejects = [reject.as_json() for batch in users + posts for reject in batch.rejects]
     return (b"".join(b.tuples for b in users), b"".join(b.tuples for b in posts), rejects,

@@ -1,7 +1,8 @@
 """`wiki-service migrate-sqlite`: copy users and posts from the old service's SQLite app.db.
 
-source.py reads and checks the SQLite rows (in reader processes) and turns every row that
-PostgreSQL can store exactly as it is into one tuple of COPY binary format; report.py writes
-the rows that cannot land; load.py puts the tuples into PostgreSQL; command.py ties them
-together.
+command.py runs it: its options, the fast or staged load, the read-back. pool.py starts the
+reader processes (reader.py), which read and check the SQLite rows (source.py, user_ids.py) and
+send them back as COPY binary tuples (copy_binary.py) in the messages of messages.py. load.py
+puts the tuples into PostgreSQL; report.py shows the progress, writes the rows that cannot
+land and prints the summary.
 """

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
 import time
 from typing import Any
 
@@ -36,7 +35,7 @@ from app.schema import (
     fill_search_column,
     index_is_valid,
 )
-from app.sqlite_import.source import COPY_COLUMNS, COPY_HEADER, COPY_TRAILER
+from app.sqlite_import.copy_binary import COLUMNS, HEADER, TRAILER
 
 SERVER_SETTINGS = {
     "application_name": "wiki-service migrate-sqlite",
@@ -153,7 +152,7 @@ class Staging:
         self.conn = conn
 
     async def create(self) -> None:
-        for table in COPY_COLUMNS:
+        for table in COLUMNS:
             await self.conn.execute(
                 f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
                 f"ON COMMIT DELETE ROWS"
@@ -162,12 +161,12 @@ class Staging:
 
     async def load(self, table: str, tuples: bytes) -> tuple[int, list[asyncpg.Record]]:
         """Insert the batch's new rows; return (inserted, conflicts). Conflicting rows stay as they are."""
-        columns = COPY_COLUMNS[table]
+        columns = COLUMNS[table]
         names = ", ".join(columns)
         differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in columns[1:])
         async with self.conn.transaction():
             await self.conn.copy_to_table(
-                f"stage_{table}", source=io.BytesIO(COPY_HEADER + tuples + COPY_TRAILER),
+                f"stage_{table}", source=io.BytesIO(HEADER + tuples + TRAILER),
                 columns=columns, format="binary")
             status = await self.conn.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} "
@@ -191,7 +190,7 @@ async def set_sequences(conn: asyncpg.Connection,
     """Move each identity sequence past the highest id in the table and in the source, so
     that the API's next row collides with no row that is, or will be, migrated."""
     result: dict[str, int | None] = {}
-    for table in COPY_COLUMNS:
+    for table in COLUMNS:
         sequence = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
         ids = (await conn.fetchval(f"SELECT max(id) FROM {table}"), source_highest[table])
         highest = max((i for i in ids if i is not None), default=None)
@@ -209,10 +208,10 @@ async def read_back(conn: asyncpg.Connection, table: str, whole_table: bool) -> 
     The checksum is SHA-256 over the COPY binary tuples ordered by id (the stream without its
     header and trailer): the same bytes the reader produced when every value arrived unaltered.
     """
-    names = ", ".join(f"t.{c}" for c in COPY_COLUMNS[table])
+    names = ", ".join(f"t.{c}" for c in COLUMNS[table])
     join = "" if whole_table else f" JOIN landed_{table} l USING (id)"
     digest = hashlib.sha256()
-    skip = len(COPY_HEADER)
+    skip = len(HEADER)
     held = b""  # the last bytes seen, held back until we know they are not the trailer
 
     async def take(chunk: bytes) -> None:
@@ -220,31 +219,15 @@ async def read_back(conn: asyncpg.Connection, table: str, whole_table: bool) -> 
         if skip:
             chunk, skip = chunk[skip:], max(0, skip - len(chunk))
         chunk = held + chunk
-        digest.update(chunk[:-len(COPY_TRAILER)])
-        held = chunk[-len(COPY_TRAILER):]
+        digest.update(chunk[:-len(TRAILER)])
+        held = chunk[-len(TRAILER):]
 
     status = await conn.copy_from_query(
         f"SELECT {names} FROM {table} t{join} ORDER BY t.id", output=take, format="binary"
     )
-    assert held == COPY_TRAILER, held
+    assert held == TRAILER, held
     return int(status.split()[-1]), digest.hexdigest()
 
 
-def drop_tuples(tuples: bytes, ids: set[int]) -> bytes:
-    """The batch without the tuples of the given ids (conflicts do not count as landed)."""
-    kept, offset = [], 0
-    while offset < len(tuples):
-        start = offset
-        (fields,) = struct.unpack_from(">h", tuples, offset)
-        offset += 2
-        row_id = struct.unpack_from(">q", tuples, offset + 4)[0]  # the first field: id
-        for _ in range(fields):
-            (length,) = struct.unpack_from(">i", tuples, offset)
-            offset += 4 + length
-        if row_id not in ids:
-            kept.append(tuples[start:offset])
-    return b"".join(kept)
-
-
 def record_values(record: Any, side: str, table: str) -> dict[str, Any]:
-    return {c: record[f"{side}_{c}"] for c in COPY_COLUMNS[table][1:]}
+    return {c: record[f"{side}_{c}"] for c in COLUMNS[table][1:]}
