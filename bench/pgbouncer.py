@@ -28,7 +28,7 @@ SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 
 from app.embedded import EmbeddedPostgres  # noqa: E402
-from run import WRK_DIR, parse_wrk  # noqa: E402
+from measure import WRK_DIR, parse_wrk  # noqa: E402
 from tests.faults.pgbouncer import PgBouncer  # noqa: E402
 from tests.support.cli import run_cli, service_env  # noqa: E402
 from tests.support.server import Server  # noqa: E402

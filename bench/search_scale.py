@@ -43,7 +43,8 @@ SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 from app.embedded import create_database, drop_database  # noqa: E402
-from run import free_port, parse_wrk  # noqa: E402 - the harness's wrk parsing, one definition
+from measure import parse_wrk  # noqa: E402 - the harness's wrk parsing, one definition
+from stack import free_port  # noqa: E402
 
 QUERIES = {
     "common": "probecommon",
