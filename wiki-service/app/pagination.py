@@ -11,7 +11,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from app.errors import InvalidCursor
-from app.validation import BIGINT_MAX
+from app.limits import BIGINT_MAX
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from app.deps import DatabaseDep, SearchGateDep
 from app.errors import error_responses
 from app.fastlane import fast_lane
+from app.limits import BIGINT_MAX
 from app.pagination import (
     DEFAULT_LIMIT,
     Cursor,
@@ -22,7 +23,7 @@ from app.posts import service
 from app.posts.schemas import PostCreate, PostOut
 from app.responses import JSON
 from app.users.routes import UserId
-from app.validation import BIGINT_MAX, SearchQuery
+from app.validation import SearchQuery
 
 router = APIRouter(tags=["posts"])
 

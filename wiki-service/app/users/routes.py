@@ -7,11 +7,11 @@ from fastapi import APIRouter, Path
 from app.deps import DatabaseDep
 from app.errors import error_responses
 from app.fastlane import fast_lane
+from app.limits import BIGINT_MAX
 from app.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, decode_cursor, page
 from app.responses import JSON
 from app.users import service
 from app.users.schemas import UserCreate, UserOut
-from app.validation import BIGINT_MAX
 
 router = APIRouter(tags=["users"])
 
