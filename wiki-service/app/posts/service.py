@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -17,7 +18,17 @@ _COLUMNS = "id, content, user_id, created_time"
 # Without its index a search reads every post (minutes on millions): answer 503 instead,
 # after a bulk load that left the index to `db build-indexes`. Looked up again every so often.
 SEARCH_INDEX_RECHECK_SECONDS = 10.0
-_search_index = {"valid": False, "checked": -SEARCH_INDEX_RECHECK_SECONDS}
+
+
+@dataclass
+class _IndexCheck:
+    """Whether the search index was valid when last looked up, and when that was (monotonic)."""
+
+    valid: bool = False
+    checked: float = -SEARCH_INDEX_RECHECK_SECONDS
+
+
+_search_index = _IndexCheck()
 
 
 def _post(row: asyncpg.Record) -> dict:
@@ -108,10 +119,10 @@ async def search_by_relevance(
 
 async def _search_index_valid(conn: asyncpg.Connection) -> bool:
     now = time.monotonic()
-    if now - _search_index["checked"] >= SEARCH_INDEX_RECHECK_SECONDS:
-        _search_index["valid"] = bool(await index_is_valid(conn, SEARCH_INDEX))
-        _search_index["checked"] = now
-    return _search_index["valid"]
+    if now - _search_index.checked >= SEARCH_INDEX_RECHECK_SECONDS:
+        _search_index.valid = bool(await index_is_valid(conn, SEARCH_INDEX))
+        _search_index.checked = now
+    return _search_index.valid
 
 
 async def list_for_user(*, db: Database, user_id: int, before_id: int, limit: int) -> list[dict]:
