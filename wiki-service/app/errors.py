@@ -7,6 +7,7 @@ credential: unexpected errors are logged with their traceback and answered with 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,7 +122,7 @@ def install_error_handlers(app: FastAPI) -> None:
 class ErrorBody(BaseModel):
     """Every error answer: a message, or for 422 a list of what is wrong where."""
 
-    detail: str | list[dict]
+    detail: str | list[dict[str, Any]]
 
 
 _ERROR_DESCRIPTIONS = {
@@ -134,7 +135,7 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*status_codes: int) -> dict[int | str, dict]:
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer (503 always)."""
     return {
         code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]}

@@ -51,7 +51,9 @@ class JsonFormatter(logging.Formatter):
         return line
 
 
-def logging_config(level: str = "info", *, sql_echo: bool = False, secrets: tuple[str, ...] = ()) -> dict:
+def logging_config(
+    level: str = "info", *, sql_echo: bool = False, secrets: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """dictConfig for the app and for uvicorn: everything as JSON on stdout."""
     level = level.upper()
     return {

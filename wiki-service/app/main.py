@@ -8,6 +8,7 @@ import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -56,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.dispose()
 
 
-def _without_native_telemetry() -> dict:
+def _without_native_telemetry() -> dict[str, Any]:
     # FastAPI's built-in OpenTelemetry (newer releases) looks up the global providers on every
     # request, ~20 us of CPU; this service exports Prometheus metrics and JSON logs instead.
     if "telemetry" in inspect.signature(FastAPI).parameters:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -52,7 +52,7 @@ def decode_cursor(cursor: str | None) -> int:
     return last_id
 
 
-def page(items: list[dict], limit: int, *, key: str) -> dict:
+def page(items: list[dict[str, Any]], limit: int, *, key: str) -> dict[str, Any]:
     """A page body from up to limit + 1 items fetched: the extra one says there is more."""
     if len(items) <= limit:
         return {"items": items, "next_cursor": None}
@@ -82,7 +82,7 @@ def decode_ranked_cursor(cursor: str) -> tuple[int, float, int]:
     return below, rank, last_id
 
 
-def ranked_page(ranked: list[tuple[dict, float]], limit: int, *, below: int) -> dict:
+def ranked_page(ranked: list[tuple[dict[str, Any], float]], limit: int, *, below: int) -> dict[str, Any]:
     """A relevance page body from up to limit + 1 (post, rank) pairs fetched."""
     items = [post for post, _rank in ranked[:limit]]
     if len(ranked) <= limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -31,11 +32,11 @@ class _IndexCheck:
 _search_index = _IndexCheck()
 
 
-def _post(row: asyncpg.Record) -> dict:
+def _post(row: asyncpg.Record) -> dict[str, Any]:
     return {"post_id": row[0], "content": row[1], "user_id": row[2], "created_time": row[3]}
 
 
-async def create(*, db: Database, user_id: int, content: str) -> dict:
+async def create(*, db: Database, user_id: int, content: str) -> dict[str, Any]:
     """Insert a post; the foreign key, not a prior SELECT, says whether the user exists."""
     try:
         async with db.checkout() as conn:
@@ -50,7 +51,7 @@ async def create(*, db: Database, user_id: int, content: str) -> dict:
     return _post(row)
 
 
-async def get(*, db: Database, post_id: int) -> dict:
+async def get(*, db: Database, post_id: int) -> dict[str, Any]:
     """The post with this id, or PostNotFound."""
     async with db.checkout() as conn:
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM posts WHERE id = $1", post_id)
@@ -67,7 +68,7 @@ async def list_page(
     user_id: int | None = None,
     query: str | None = None,
     search_gate: SearchGate | None = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Up to limit posts with ids below before_id, newest first, optionally filtered.
 
     `query` is full-text search in web-search syntax ("quoted phrase", or, -not): see
@@ -105,7 +106,7 @@ async def search_by_relevance(
     after: tuple[float, int] | None,
     limit: int,
     user_id: int | None = None,
-) -> tuple[int, list[tuple[dict, float]]]:
+) -> tuple[int, list[tuple[dict[str, Any], float]]]:
     """The most relevant of the newest SEARCH_RANK_CANDIDATES matches, with their ranks."""
     async with search_gate.turn(), db.checkout() as conn:
         if not await _search_index_valid(conn):
@@ -125,7 +126,7 @@ async def _search_index_valid(conn: asyncpg.Connection) -> bool:
     return _search_index.valid
 
 
-async def list_for_user(*, db: Database, user_id: int, before_id: int, limit: int) -> list[dict]:
+async def list_for_user(*, db: Database, user_id: int, before_id: int, limit: int) -> list[dict[str, Any]]:
     """A page of one user's posts; UserNotFound when the user does not exist."""
     posts = await list_page(db=db, before_id=before_id, limit=limit, user_id=user_id)
     if not posts and not await users.exists(db=db, user_id=user_id):

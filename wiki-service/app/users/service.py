@@ -7,6 +7,8 @@ pool, instead of one per request waiting on the event loop.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from app.database import Database
@@ -16,11 +18,11 @@ from app.metrics import USERS_CREATED
 _COLUMNS = "id, name, created_time"
 
 
-def _user(row: asyncpg.Record) -> dict:
+def _user(row: asyncpg.Record) -> dict[str, Any]:
     return {"id": row[0], "name": row[1], "created_time": row[2]}
 
 
-async def create(*, db: Database, name: str) -> dict:
+async def create(*, db: Database, name: str) -> dict[str, Any]:
     """Insert a user and return it."""
     async with db.checkout() as conn:
         row = await conn.fetchrow(f"INSERT INTO users (name) VALUES ($1) RETURNING {_COLUMNS}", name)
@@ -28,7 +30,7 @@ async def create(*, db: Database, name: str) -> dict:
     return _user(row)
 
 
-async def get(*, db: Database, user_id: int) -> dict:
+async def get(*, db: Database, user_id: int) -> dict[str, Any]:
     """The user with this id, or UserNotFound."""
     async with db.checkout() as conn:
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
@@ -43,7 +45,7 @@ async def exists(*, db: Database, user_id: int) -> bool:
         return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
 
 
-async def list_page(*, db: Database, before_id: int, limit: int) -> list[dict]:
+async def list_page(*, db: Database, before_id: int, limit: int) -> list[dict[str, Any]]:
     """Up to limit users with ids below before_id, newest first."""
     async with db.checkout() as conn:
         rows = await conn.fetch(
