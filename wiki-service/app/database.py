@@ -85,7 +85,7 @@ def leaves_connection_broken(error: BaseException | None, conn: asyncpg.Connecti
     or a lost server left a statement or a transaction in flight."""
     if error is not None and (isinstance(error, UNAVAILABLE_ERRORS) or not isinstance(error, Exception)):
         return True
-    return conn.is_in_transaction()
+    return bool(conn.is_in_transaction())
 
 
 def as_unavailable(error: BaseException | None) -> DatabaseUnavailable | None:
@@ -294,7 +294,8 @@ class Database:
     async def server_version(self) -> str:
         """`PostgreSQL 18.1 on x86_64...`: what `SELECT version()` says."""
         async with self.checkout() as conn:
-            return await conn.fetchval("SELECT version()")
+            version: str = await conn.fetchval("SELECT version()")
+        return version
 
     def pool_status(self) -> dict[str, int]:
         """Pool size, checked-out and overflow connections of this process."""

@@ -10,12 +10,14 @@ from app.posts.search import SearchGate
 
 def get_database(request: Request) -> Database:
     """The app's Database (app.state.db)."""
-    return request.app.state.db
+    db: Database = request.app.state.db
+    return db
 
 
 def get_search_gate(request: Request) -> SearchGate:
     """The app's search bulkhead (app.state.search_gate)."""
-    return request.app.state.search_gate
+    gate: SearchGate = request.app.state.search_gate
+    return gate
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

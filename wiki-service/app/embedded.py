@@ -22,7 +22,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that is free on host right now."""
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wheel_bin_dir() -> Path:

@@ -150,7 +150,7 @@ class FastLane:
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value == b"application/json" or value.startswith(b"application/json;")
+            return bool(value == b"application/json" or value.startswith(b"application/json;"))
     return False
 
 

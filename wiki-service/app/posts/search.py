@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
@@ -190,16 +190,18 @@ async def _newest(
         plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
     await conn.execute(f"SET LOCAL {setting} = off")
     SEARCH_PLANS.labels(plan).inc()
-    return found + await conn.fetch(sql, *args)
+    rest: list[asyncpg.Record] = await conn.fetch(sql, *args)
+    return found + rest
 
 
-async def _expected_matches(conn: asyncpg.Connection, args: list) -> float:
+async def _expected_matches(conn: asyncpg.Connection, args: Sequence[object]) -> float:
     """The planner's estimate of the matches below $1 (any user's), from the statistics on
     posts.search."""
     plan = await conn.fetchval(ESTIMATE_SQL, *args)
     if isinstance(plan, str):  # SQLAlchemy's pool decodes json itself; bare asyncpg does not
         plan = json.loads(plan)
-    return plan[0]["Plan"]["Plan Rows"]
+    rows: float = plan[0]["Plan"]["Plan Rows"]
+    return rows
 
 
 class SearchGate:

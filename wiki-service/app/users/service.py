@@ -42,7 +42,7 @@ async def get(*, db: Database, user_id: int) -> dict[str, Any]:
 async def exists(*, db: Database, user_id: int) -> bool:
     """Whether a user with this id exists."""
     async with db.checkout() as conn:
-        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
+        return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id))
 
 
 async def list_page(*, db: Database, before_id: int, limit: int) -> list[dict[str, Any]]:
