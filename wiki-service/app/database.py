@@ -253,7 +253,7 @@ class _Checkout:
         connection, self._connection = self._connection, None
         assert connection is not None
         self._leave_gate()
-        driver = connection.driver_connection
+        driver: asyncpg.Connection = connection.driver_connection  # not None while checked out
         if leaves_connection_broken(error, driver):
             connection.invalidate(error)  # outside SQLAlchemy's greenlet: the socket closes now
         elif self._db.pool.checkedin() < self._db.pool.size():

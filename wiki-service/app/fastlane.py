@@ -129,13 +129,13 @@ class FastLane:
                         except ValidationError:
                             break
                         return await self._answer(scope, receive, send, lane, value)
-            elif method == "POST" and (lane := self.by_path.get(path)) is not None and _is_json(scope):
+            elif method == "POST" and (post_lane := self.by_path.get(path)) is not None and _is_json(scope):
                 body = await _read_body(receive)
                 try:
-                    value = lane.parse(body)
+                    value = post_lane.parse(body)
                 except ValidationError:
                     return await self.app(scope, _replay(body), send)
-                return await self._answer(scope, receive, send, lane, value)
+                return await self._answer(scope, receive, send, post_lane, value)
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, lane: _Lane, value: Any) -> None:
