@@ -94,8 +94,8 @@ class RequestMetrics:
     """Per-request counter and histogram, with the labelled children cached."""
 
     def __init__(self) -> None:
-        self._counters: dict[tuple[str, str, int], object] = {}
-        self._histograms: dict[tuple[str, str], object] = {}
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         counter = self._counters.get((method, route, status))
@@ -106,5 +106,5 @@ class RequestMetrics:
         histogram = self._histograms.get((method, route))
         if histogram is None:
             histogram = self._histograms[(method, route)] = HTTP_DURATION.labels(method, route)
-        counter.inc()  # type: ignore[attr-defined]
-        histogram.observe(seconds)  # type: ignore[attr-defined]
+        counter.inc()
+        histogram.observe(seconds)
