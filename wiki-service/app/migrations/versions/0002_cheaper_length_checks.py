@@ -10,6 +10,8 @@ Revises: 0001
 Create Date: 2026-11-24
 """
 
+from collections.abc import Callable
+
 from alembic import op
 
 revision = "0002"
@@ -27,7 +29,7 @@ def cheap(column: str, limit: int) -> str:
     return f"{column} <> '' AND (octet_length({column}) <= {limit} OR char_length({column}) <= {limit})"
 
 
-def replace(make) -> None:
+def replace(make: Callable[[str, int], str]) -> None:
     for (table, name), (column, limit) in CHECKS.items():
         op.drop_constraint(name, table, type_="check")
         op.create_check_constraint(name, table, make(column, limit))
