@@ -50,7 +50,7 @@ def _run(failure: str, work: Callable[[Settings], T], *, log_level: str | None =
     _configure_logging(settings, log_level)
     try:
         return work(settings)
-    except Exception as error:  # noqa: BLE001 - any failure is one line here
+    except Exception as error:  # any failure is one line here
         fail(f"{failure.format(where=settings.where)}: {describe(error)}")
 
 
@@ -174,7 +174,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     print(f"Starting PostgreSQL (data in {server.data_dir}, port {server.port}) ...", flush=True)
     try:
         server.start()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         fail(f"could not start the embedded PostgreSQL: {describe(error)}")
     try:
         server.create_database(args.db_name, exist_ok=True)

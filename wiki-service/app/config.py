@@ -200,7 +200,7 @@ def get_settings() -> Settings:
     the variable."""
     try:
         settings = Settings()
-        settings.url  # noqa: B018 - validates DATABASE_URL and reads the password file now
+        _ = settings.url  # validates DATABASE_URL and reads the password file now
     except ValidationError as error:
         raise SystemExit(_one_line(error)) from None
     except ConfigError as error:

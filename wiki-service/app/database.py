@@ -264,7 +264,7 @@ class _Checkout:
             connection.detach()
             try:
                 await driver.close()
-            except Exception:  # noqa: BLE001 - it is going away either way
+            except Exception:  # it is going away either way
                 driver.terminate()
         if (unavailable := as_unavailable(error)) is not None:
             raise unavailable from error

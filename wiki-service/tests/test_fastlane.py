@@ -67,7 +67,7 @@ def test_a_marked_route_the_lane_cannot_serve_is_refused_at_startup():
 
     @app.get("/things/{id}")
     @fast_lane
-    async def read_thing(id: int, verbose: bool = False) -> dict:  # noqa: A002 - the path's name
+    async def read_thing(id: int, verbose: bool = False) -> dict:  # `id`: the path parameter's name
         return {}
 
     with pytest.raises(TypeError, match="/things/{id}"):

@@ -7,8 +7,8 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import app.posts.models  # noqa: F401 - registers the tables on Base.metadata
-import app.users.models  # noqa: F401
+import app.posts.models
+import app.users.models  # noqa: F401 - both imports register their tables on Base.metadata
 from app.config import get_settings
 from app.database import connect_args
 from app.models_base import Base

@@ -126,7 +126,9 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
     user, database = env["PGUSER"], env["PGDATABASE"]
     password = Path(env["DB_PASSWORD_FILE"]).read_text()
     assert len(password) == 32 and "PGPASSWORD" not in env and "DB_PASSWORD" not in env
-    app_url = lambda server: f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"  # noqa: E731
+
+    def app_url(server):
+        return f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"
 
     _prepare_database(source, user, database, password, tmp_path)
     asyncio.run(admin_execute(
