@@ -43,10 +43,12 @@ def wheel_bin_dir() -> Path:
 
 
 def quote_identifier(name: str) -> str:
-    """`name` as a PostgreSQL identifier, always double-quoted (embedded quotes doubled)."""
-    from sqlalchemy.dialects import postgresql
+    """`name` as a PostgreSQL identifier, always double-quoted (embedded quotes doubled).
 
-    return postgresql.dialect().identifier_preparer.quote_identifier(name)
+    PostgreSQL's own rule, and nothing more: SQLAlchemy's preparer would also double `%` for a
+    driver with `%s` parameters, which asyncpg is not.
+    """
+    return '"' + name.replace('"', '""') + '"'
 
 
 async def create_database(admin_url: str, name: str, *, owner: str | None = None,

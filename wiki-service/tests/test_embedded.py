@@ -8,7 +8,7 @@ from app.embedded import create_database, drop_database
 
 
 async def test_create_database_quotes_a_hostile_name_and_drop_removes_it(admin_url):
-    name = f'wt_{uuid.uuid4().hex[:8]} "; DROP DATABASE postgres; --'
+    name = f'wt_{uuid.uuid4().hex[:8]} "; DROP DATABASE postgres; -- 100%'
     owner = f'wt owner "{uuid.uuid4().hex[:8]}'
     conn = await asyncpg.connect(admin_url)
     try:
