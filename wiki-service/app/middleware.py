@@ -16,9 +16,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.responses import JSON
 from app.errors import expected_error_response
 from app.metrics import RequestMetrics
+from app.responses import JSON
 
 access_log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")

@@ -88,4 +88,5 @@ def ranked_page(ranked: list[tuple[dict[str, Any], float]], limit: int, *, below
     if len(ranked) <= limit:
         return {"items": items, "next_cursor": None}
     last, rank = ranked[limit - 1]
-    return {"items": items, "next_cursor": encode_ranked_cursor(below=below, rank=rank, last_id=last["post_id"])}
+    next_cursor = encode_ranked_cursor(below=below, rank=rank, last_id=last["post_id"])
+    return {"items": items, "next_cursor": next_cursor}

@@ -47,7 +47,9 @@ def store_statement_timeout(connection: Connection) -> None:
     database = connection.execute(text("SELECT current_database()")).scalar_one()
     quoted = '"' + database.replace('"', '""') + '"'
     timeout_ms = int(settings.db_statement_timeout_ms)
-    connection.execute(text(f"ALTER ROLE CURRENT_USER IN DATABASE {quoted} SET statement_timeout = {timeout_ms}"))
+    connection.execute(
+        text(f"ALTER ROLE CURRENT_USER IN DATABASE {quoted} SET statement_timeout = {timeout_ms}")
+    )
 
 
 async def run_migrations_online() -> None:

@@ -45,7 +45,9 @@ async def list_posts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     user_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="Only this user's posts.")] = None,
-    q: Annotated[SearchQuery | None, Query(description='Full-text search: words, "a phrase", or, -word.')] = None,
+    q: Annotated[
+        SearchQuery | None, Query(description='Full-text search: words, "a phrase", or, -word.')
+    ] = None,
     order: Annotated[Literal["newest", "relevance"], Query(
         description="`relevance` (needs q): the newest SEARCH_RANK_CANDIDATES (1,000) matches, "
                     "most relevant first.")] = "newest",
