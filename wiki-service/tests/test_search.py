@@ -24,7 +24,10 @@ from tests.support.cli import run_cli, service_env
 POSTS = 6000
 ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
 PROLIFIC = 1
-WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
+WORDS = [
+    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod",
+    "tempor",
+]
 QUERIES = [
     "dense", "common", "rare", "absent", "old", "pa pb", '"pa pb"', "common -dense", "rare or absent",
     "-dense", "-dense -common", "common or -pa", "!!! ???", "dolor", "\"lorem ipsum\" -old",

@@ -1,6 +1,6 @@
 """The users API: the migrated service's paths and bodies, and keyset pagination."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.support.api import metric_value
 
@@ -19,7 +19,7 @@ async def test_created_time_is_iso_8601_utc_with_the_zone(client):
     created = datetime.fromisoformat(body["created_time"])
     assert created.utcoffset() == timedelta(0)
     assert body["created_time"].endswith("+00:00")
-    assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=5)
 
 
 async def test_read_user_by_both_paths(client):

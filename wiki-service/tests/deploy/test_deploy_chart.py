@@ -12,8 +12,23 @@ import pytest
 import yaml
 
 from deploy_helpers import (
-    CHART, CI_VALUES, CRD_KINDS, NAMESPACE, RELEASE, WORKLOAD_KINDS, by_kind, containers, helm,
-    one, pod_labels, pod_spec, render, render_text, schema_properties, value_comments, values_args,
+    CHART,
+    CI_VALUES,
+    CRD_KINDS,
+    NAMESPACE,
+    RELEASE,
+    WORKLOAD_KINDS,
+    by_kind,
+    containers,
+    helm,
+    one,
+    pod_labels,
+    pod_spec,
+    render,
+    render_text,
+    schema_properties,
+    value_comments,
+    values_args,
 )
 
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.deploy_helpers import CHART, NAMESPACE, REPO, by_kind
+from tests.deploy.deploy_helpers import CHART, NAMESPACE, REPO
 
 pytestmark = pytest.mark.monitoring
 
