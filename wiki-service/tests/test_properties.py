@@ -62,7 +62,7 @@ def test_every_operation_conforms_to_the_openapi_document(api):
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case: schemathesis.Case) -> None:
                 response = case.call_and_validate(base_url=api.base_url, checks=CHECKS)
-                requests[operation.label] += 1
+                requests[operation.label] += 1  # noqa: B023 - check() runs in this same iteration
                 statuses[response.status_code] += 1
 
             check()

@@ -47,7 +47,7 @@ async def test_nul_cannot_be_stored_and_is_refused(client, text):
 
 @pytest.mark.parametrize("raw", ['"\\ud800"', '"a\\udfffb"', '"x\\ud83d"'])
 async def test_lone_surrogates_are_refused(client, raw):
-    body = '{"name": %s}' % raw
+    body = '{"name": ' + raw + "}"
     response = await client.post("/users", content=body, headers={"content-type": "application/json"})
     assert_clean_error(response, 422)
 

@@ -52,4 +52,4 @@ async def test_pool_exhaustion_answers_503_after_the_pool_timeout(fault_db, serv
     assert first.status_code == 200 and first.json()["name"] == "held"
     assert after.status_code == 200
     print(f"\npool exhaustion: {len(excess)} excess requests answered 503 in "
-          f"{min(l for _, l in excess):.2f}-{max(l for _, l in excess):.2f}s (pool timeout {POOL_TIMEOUT}s)")
+          f"{min(t for _, t in excess):.2f}-{max(t for _, t in excess):.2f}s (pool timeout {POOL_TIMEOUT}s)")
