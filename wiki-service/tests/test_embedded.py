@@ -15,7 +15,9 @@ async def test_create_database_quotes_a_hostile_name_and_drop_removes_it(admin_u
         await conn.execute(f"""CREATE ROLE "{owner.replace('"', '""')}" """)
         await create_database(admin_url, name, owner=owner)
         await create_database(admin_url, name, exist_ok=True)  # already there: no error
-        found = await conn.fetchval("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name)
+        found = await conn.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", name
+        )
         assert found == owner
         await drop_database(admin_url, name)
         assert await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name) == 0

@@ -208,7 +208,8 @@ async def test_pages_of_a_search_concatenate_to_the_definition(client, db):
         (i * 97, 1 + i % 2, " ".join(rng.choice(["kappa", "delta", "omega", "sigma"])
                                      for _ in range(rng.randint(1, 5))))
         for i in range(1, 400)])
-    for query, user_id in (("kappa delta", None), ("omega -sigma", 2), ('"delta omega"', None), ("-kappa", 1)):
+    queries = (("kappa delta", None), ("omega -sigma", 2), ('"delta omega"', None), ("-kappa", 1))
+    for query, user_id in queries:
         expected = [row["id"] for row in await db.fetch(DEFINITION, 2**63 - 1, query, user_id, 10_000)]
         assert expected, query
         seen, cursor = [], None

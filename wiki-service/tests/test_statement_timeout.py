@@ -31,11 +31,13 @@ async def test_upgrade_stores_the_timeout_for_its_own_role_and_database(password
 
     try:
         # An ordinary role (no superuser, no CREATEROLE) may set its own defaults.
-        result = run_cli("db", "upgrade", env=service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="1234"))
+        env = service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="1234")
+        result = run_cli("db", "upgrade", env=env)
         assert result.returncode == 0, result.stderr
         assert await timeout_in(database) == "1234ms"
         assert await timeout_in("postgres") == "0"  # only this database
-        result = run_cli("db", "upgrade", env=service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="0"))
+        env = service_env(DATABASE_URL=url(database), DB_STATEMENT_TIMEOUT_MS="0")
+        result = run_cli("db", "upgrade", env=env)
         assert result.returncode == 0, result.stderr
         assert await timeout_in(database) == "0"
     finally:

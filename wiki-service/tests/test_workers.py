@@ -37,7 +37,8 @@ async def test_counters_add_up_across_two_workers(serve, db_url, db):
                 assert metric_value(scrape.text, "posts_created_total") == created_posts
     assert await db.fetchval("SELECT count(*) FROM users") == created_users
     text = httpx.get(f"{server.base_url}/metrics").text
-    assert metric_value(text, 'http_requests_total{method="POST",route="/users",status="201"}') == created_users
+    created = metric_value(text, 'http_requests_total{method="POST",route="/users",status="201"}')
+    assert created == created_users
     assert metric_value(text, "db_pool_size") == 20  # livesum: 10 for each live worker
     server.stop()
     writers = {

@@ -41,7 +41,11 @@ def test_backup_cronjob_shape():
     env = {e["name"]: e.get("value") for e in dump["env"]}
     assert env["BACKUP_RETENTION"] == "14"
     # its own volume, kept on uninstall like the data
-    (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in pod_spec(cron)["volumes"] if "persistentVolumeClaim" in v]
+    (claim,) = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod_spec(cron)["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
     pvc = next(p for p in by_kind(objects, "PersistentVolumeClaim") if p["metadata"]["name"] == claim)
     assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -51,7 +55,8 @@ def test_backup_cronjob_shape():
         cm["DB_HOST"], cm["DB_PORT"], cm["DB_NAME"], cm["DB_USER"])
     assert env["DB_PASSWORD_FILE"] and "DB_PASSWORD" not in env
     # the restore Job reads the same volume
-    assert [v for v in pod_spec(restore)["volumes"] if "persistentVolumeClaim" in v][0]["persistentVolumeClaim"]["claimName"] == claim
+    restore_volumes = [v for v in pod_spec(restore)["volumes"] if "persistentVolumeClaim" in v]
+    assert restore_volumes[0]["persistentVolumeClaim"]["claimName"] == claim
     assert not by_kind(render(), "CronJob")
 
 
@@ -65,12 +70,17 @@ async def _snapshot(url: str) -> dict:
         snap = {}
         for table in tables:
             snap[table] = tuple(await conn.fetchrow(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"))
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                f"FROM {table} t"))
         for row in await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
                                     "WHERE table_schema = 'public' AND is_identity = 'YES'"):
-            seq = await conn.fetchval("SELECT pg_get_serial_sequence($1, $2)", row["table_name"], row["column_name"])
+            seq = await conn.fetchval(
+                "SELECT pg_get_serial_sequence($1, $2)", row["table_name"], row["column_name"]
+            )
             last = await conn.fetchrow(f"SELECT last_value, is_called FROM {seq}")
-            snap[f"{row['table_name']}.max_id"] = await conn.fetchval(f"SELECT max(id) FROM {row['table_name']}")
+            snap[f"{row['table_name']}.max_id"] = await conn.fetchval(
+                f"SELECT max(id) FROM {row['table_name']}"
+            )
             snap[f"{row['table_name']}.sequence"] = tuple(last)
         return snap
     finally:
@@ -133,9 +143,10 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
     _prepare_database(source, user, database, password, tmp_path)
     asyncio.run(admin_execute(
         app_url(source),
-        "INSERT INTO users (name) SELECT 'user ' || g || ' ünïcødé ''quoted''' FROM generate_series(1, 600) g",
-        "INSERT INTO posts (user_id, content) SELECT 1 + (g % 600), repeat('post ' || g || E'\\n', 1 + g % 7) "
-        "FROM generate_series(1, 3000) g",
+        "INSERT INTO users (name) SELECT 'user ' || g || ' ünïcødé ''quoted''' "
+        "FROM generate_series(1, 600) g",
+        "INSERT INTO posts (user_id, content) "
+        "SELECT 1 + (g % 600), repeat('post ' || g || E'\\n', 1 + g % 7) FROM generate_series(1, 3000) g",
         # gaps, and the highest ids gone: the sequences are ahead of max(id)
         "DELETE FROM posts WHERE id % 10 = 0 OR id > 2990",
         "DELETE FROM users WHERE id > 595 AND NOT EXISTS (SELECT 1 FROM posts WHERE user_id = users.id)",
@@ -177,7 +188,9 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
         conn = await asyncpg.connect(app_url(target))
         try:
             uid = await conn.fetchval("INSERT INTO users (name) VALUES ('after restore') RETURNING id")
-            pid = await conn.fetchval("INSERT INTO posts (user_id, content) VALUES ($1, 'x') RETURNING id", uid)
+            pid = await conn.fetchval(
+                "INSERT INTO posts (user_id, content) VALUES ($1, 'x') RETURNING id", uid
+            )
             return uid, pid
         finally:
             await conn.close()

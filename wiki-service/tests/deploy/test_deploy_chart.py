@@ -84,7 +84,9 @@ def _api(objects: list[dict]) -> dict:
 
 # One ci/*-values.yaml per feature: what each must render that the chart defaults do not.
 CI_FEATURES = {
-    "default-values": lambda o: bool(by_kind(o, "NetworkPolicy")) and not by_kind(o, "HorizontalPodAutoscaler"),
+    "default-values": lambda o: (
+        bool(by_kind(o, "NetworkPolicy")) and not by_kind(o, "HorizontalPodAutoscaler")
+    ),
     "autoscaling-values": lambda o: bool(by_kind(o, "HorizontalPodAutoscaler")),
     "pdb-values": lambda o: one(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 2,
     "servicemonitor-values": lambda o: bool(by_kind(o, "ServiceMonitor")),
@@ -141,7 +143,9 @@ def test_every_template_helper_has_a_one_line_doc_comment():
             if line.startswith("{{- define "):
                 defines += 1
                 doc = lines[number - 1] if number else ""
-                assert re.fullmatch(r"\{\{/\* \S.* \*/\}\}", doc), f"{path.name}:{number + 1} {line}: no doc line above"
+                assert re.fullmatch(r"\{\{/\* \S.* \*/\}\}", doc), (
+                    f"{path.name}:{number + 1} {line}: no doc line above"
+                )
     assert defines >= 30
 
 # -- labels ---------------------------------------------------------------------------------
@@ -182,7 +186,8 @@ def test_every_container_is_hardened_and_bounded(scenario):
             assert res.get("requests", {}).get("cpu") and res.get("requests", {}).get("memory"), name
             assert res.get("limits", {}).get("memory") and res.get("limits", {}).get("cpu"), name
             sc = c.get("securityContext", {})
-            assert sc.get("runAsNonRoot") is True and isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, name
+            assert sc.get("runAsNonRoot") is True, name
+            assert isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, name
             assert sc.get("readOnlyRootFilesystem") is True, name
             assert sc.get("allowPrivilegeEscalation") is False, name
             assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
@@ -289,10 +294,13 @@ def _secret_password(objects: list[dict]) -> str:
 
 def test_no_password_in_any_configmap(scenario):
     _, objects = scenario
-    passwords = {base64.b64decode(v).decode() for s in by_kind(objects, "Secret") for v in s.get("data", {}).values()}
+    passwords = {
+        base64.b64decode(v).decode() for s in by_kind(objects, "Secret") for v in s.get("data", {}).values()
+    }
     for cm in by_kind(objects, "ConfigMap"):
         data = cm.get("data", {})
-        assert not any("PASSWORD" in k.upper() for k in data if k != "wiki-service.json"), cm["metadata"]["name"]
+        name = cm["metadata"]["name"]
+        assert not any("PASSWORD" in k.upper() for k in data if k != "wiki-service.json"), name
         text = json.dumps(data)
         for pw in passwords:
             assert pw not in text, f"password leaked into ConfigMap {cm['metadata']['name']}"
@@ -354,7 +362,7 @@ def test_password_as_env_var_when_asked():
     for obj in objects:
         for _, c in containers(obj):
             names = {e["name"] for e in c.get("env", [])}
-            assert "DB_PASSWORD_FILE" not in names and "POSTGRES_PASSWORD_FILE" not in names, obj["metadata"]["name"]
+            assert not {"DB_PASSWORD_FILE", "POSTGRES_PASSWORD_FILE"} & names, obj["metadata"]["name"]
     api = one(objects, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
     ref = next(e for e in api["env"] if e["name"] == "DB_PASSWORD")["valueFrom"]["secretKeyRef"]
     assert ref == {"name": secret, "key": "password"}
@@ -392,7 +400,8 @@ def test_external_database_requires_host_and_password():
     proc = render_text(sets={"postgresql.enabled": False, "externalDatabase.password": "x"}, check=False)
     assert proc.returncode != 0 and "externalDatabase.host is required" in proc.stderr
     proc = render_text(sets={"postgresql.enabled": False, "externalDatabase.host": "db"}, check=False)
-    assert proc.returncode != 0 and "externalDatabase.password or externalDatabase.existingSecret" in proc.stderr
+    assert proc.returncode != 0
+    assert "externalDatabase.password or externalDatabase.existingSecret" in proc.stderr
 
 
 # -- services -------------------------------------------------------------------------------
@@ -425,7 +434,8 @@ def test_every_service_selects_one_workload_and_a_real_port(scenario):
         for sp in svc["spec"]["ports"]:
             target = sp["targetPort"]
             assert any(p.get("name") == target or p["containerPort"] == target for p in ports), (
-                f"Service {svc['metadata']['name']} targets {target!r}, not a port of {picked[0]['metadata']['name']}")
+                f"Service {svc['metadata']['name']} targets {target!r}, "
+                f"not a port of {picked[0]['metadata']['name']}")
 
 
 def test_ingress_routes_to_the_api_service():
@@ -554,7 +564,9 @@ COUNTERS = ["users_created_total", "posts_created_total", "http_requests_total",
 
 def _dashboard() -> dict:
     objects = render(CHART / "ci" / "grafana-dashboard-values.yaml")
-    cms = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    cms = [
+        c for c in by_kind(objects, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
     assert len(cms) == 1
     return json.loads(cms[0]["data"]["wiki-service.json"])
 
@@ -584,7 +596,8 @@ def test_prometheus_rules_and_servicemonitor():
     svc = one(objects, "Service", "api")
     assert _matches(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"])
     assert sm["spec"]["endpoints"][0]["port"] == "http" and sm["spec"]["endpoints"][0]["path"] == "/metrics"
-    rules = one(render(CHART / "ci" / "prometheusrule-values.yaml"), "PrometheusRule")["spec"]["groups"][0]["rules"]
+    prometheus_rule = one(render(CHART / "ci" / "prometheusrule-values.yaml"), "PrometheusRule")
+    rules = prometheus_rule["spec"]["groups"][0]["rules"]
     alerts = {r["alert"]: r["expr"] for r in rules}
     assert {"WikiServiceHigh5xxRatio", "WikiServiceHighP99Latency", "WikiServiceNoReadyPods"} <= set(alerts)
     assert "histogram_quantile(0.99" in alerts["WikiServiceHighP99Latency"]

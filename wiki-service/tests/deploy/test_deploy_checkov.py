@@ -46,7 +46,9 @@ def test_checkov_default_render_has_only_the_kept_findings(tmp_path):
     failed = report["results"]["failed_checks"]
     unexpected = [f"{c['check_id']} {c['check_name']} on {c['resource']}" for c in failed
                   if c["check_id"] not in KEPT or c["resource"].split(".")[0] not in KEPT[c["check_id"]][0]]
-    assert not unexpected, "new checkov findings: fix them or keep them here with a reason:\n" + "\n".join(unexpected)
+    assert not unexpected, (
+        "new checkov findings: fix them or keep them here with a reason:\n" + "\n".join(unexpected)
+    )
     fired = {c["check_id"] for c in failed}
     assert "CKV_K8S_35" not in fired, "the password must not reach the pods as an env var"
     stale = set(KEPT) - fired

@@ -69,7 +69,9 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, admin_url, serv
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     point_at_test_server = {"DB_HOST": admin.host or "127.0.0.1", "DB_PORT": str(admin.port or 5432)}
     try:
-        migrate_env = {**base, **resolve_env(pod, migrate, objects, tmp_path / "secrets"), **point_at_test_server}
+        migrate_env = {
+            **base, **resolve_env(pod, migrate, objects, tmp_path / "secrets"), **point_at_test_server
+        }
         proc = subprocess.run(migrate["command"] + migrate.get("args", []), env=migrate_env,
                               capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, f"migration failed:\n{proc.stdout}\n{proc.stderr}"

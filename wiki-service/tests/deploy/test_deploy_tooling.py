@@ -74,7 +74,8 @@ def test_workflows_contract():
     texts = "".join((REPO / ".github" / "workflows" / name).read_text() for name in ("ci.yml", "release.yml"))
     for action in uses:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{action} is not pinned to a commit"
-        assert re.search(rf"uses: {re.escape(action)} # v\d+\.\d+\.\d+$", texts, re.M), f"{action}: no tag comment"
+        tagged = re.search(rf"uses: {re.escape(action)} # v\d+\.\d+\.\d+$", texts, re.M)
+        assert tagged, f"{action}: no tag comment"
     names = {u.split("@")[0] for u in uses}
     assert {"docker/build-push-action", "docker/metadata-action", "docker/login-action"} <= names
     image = release["jobs"]["image"]
@@ -164,8 +165,10 @@ def test_image_build_context_installs(tmp_path):
     dockerfile = (SERVICE / "Dockerfile").read_text()
     for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
         assert (context / source).exists(), f"COPY {source}: not in the build context"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "out"),
-                           str(context)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+         "-w", str(tmp_path / "out"), str(context)],
+        capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "out").glob("wiki_service-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -70,8 +70,8 @@ def live_prometheus(prometheus_tools, db_url, service_name, rules_file,
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = (folder / "prometheus.log").open("wb")
         process = subprocess.Popen(
-            ["prometheus", f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+            ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         live = LivePrometheus(f"http://127.0.0.1:{port}", api_a, api_b)
         try:

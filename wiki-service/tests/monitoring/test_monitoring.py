@@ -25,8 +25,12 @@ DASHBOARD = CHART / "dashboards" / "wiki-service.json"
 GRAFANA_INTERVALS = {"$__rate_interval": "30s", "$__range": "5m"}
 
 
-def promtool(*args: str, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, cwd=cwd, input=stdin)
+def promtool(
+    *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", *args], capture_output=True, text=True, timeout=120, cwd=cwd, input=stdin
+    )
 
 
 def alert_names(rules_file: Path) -> set[str]:
@@ -40,7 +44,9 @@ def test_every_rule_passes_promtool_check(prometheus_tools, rules_file):
     assert f"SUCCESS: {len(alert_names(rules_file))} rules found" in proc.stdout
 
 
-def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not(prometheus_tools, rules_file, tmp_path):
+def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not(
+    prometheus_tools, rules_file, tmp_path
+):
     cases = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
     checks = [check for case in cases for check in case["alert_rule_test"]]
     for alert in alert_names(rules_file):
@@ -132,7 +138,8 @@ def validation_errors(obj: dict, schemas: dict) -> list[str]:
 
 def test_monitoring_objects_validate_against_the_crd_schemas(monitoring_objects):
     schemas = crd_schemas()
-    assert {("monitoring.coreos.com/v1", k) for k in ("ServiceMonitor", "PodMonitor", "PrometheusRule")} <= set(schemas)
+    kinds_used = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+    assert {("monitoring.coreos.com/v1", k) for k in kinds_used} <= set(schemas)
     crd_objects = [o for o in monitoring_objects if (o["apiVersion"], o["kind"]) in schemas]
     kinds = {o["kind"] for o in crd_objects}
     assert {"ServiceMonitor", "PrometheusRule"} <= kinds, kinds

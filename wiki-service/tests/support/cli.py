@@ -27,7 +27,9 @@ def bare_env(**values: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`wiki-service ARGS` as a subprocess in wiki-service/, output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],

@@ -81,7 +81,8 @@ class Servers:
             # Shown by pytest when the test failed: what went wrong inside the service.
             errors = [line for line in server.output().splitlines() if '"level":"error"' in line]
             if errors:
-                print(f"--- {server.base_url} logged {len(errors)} errors; the first:\n" + "\n".join(errors[:3]))
+                print(f"--- {server.base_url} logged {len(errors)} errors; the first:\n"
+                      + "\n".join(errors[:3]))
 
     def __enter__(self) -> Servers:
         return self
