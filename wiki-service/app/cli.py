@@ -99,8 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=logs.logging_config(settings.log_level, sql_echo=settings.db_echo,
-                                       secrets=settings.secrets),
+        log_config=logs.logging_config(
+            settings.log_level, sql_echo=settings.db_echo, secrets=settings.secrets
+        ),
         access_log=False,
         proxy_headers=True,
         server_header=False,
@@ -141,15 +142,15 @@ def cmd_db_current(_args: argparse.Namespace) -> None:
 def _build_indexes(settings: Settings) -> list[str]:
     async def build() -> list[str]:
         # Its own connection: no statement timeout for builds that may take hours.
-        conn = await asyncpg.connect(settings.asyncpg_dsn, timeout=10,
-                                     server_settings={"statement_timeout": "0"})
+        conn = await asyncpg.connect(
+            settings.asyncpg_dsn, timeout=10, server_settings={"statement_timeout": "0"}
+        )
         try:
             return await build_missing_indexes(conn)
         finally:
             await conn.close()
 
-    print(f"building the missing secondary indexes of {settings.where} (reads and writes go on)",
-          flush=True)
+    print(f"building the missing secondary indexes of {settings.where} (reads and writes go on)", flush=True)
     return asyncio.run(build())
 
 
@@ -157,8 +158,11 @@ def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
     """Build the secondary indexes a bulk load left out, while the service keeps serving."""
     started = time.monotonic()
     built = _run("building the indexes of {where} failed", _build_indexes, log_level=None)
-    print(f"built {', '.join(built)} in {time.monotonic() - started:.1f} s" if built
-          else "every secondary index is present and valid")
+    print(
+        f"built {', '.join(built)} in {time.monotonic() - started:.1f} s"
+        if built
+        else "every secondary index is present and valid"
+    )
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -181,8 +185,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         url = make_url(server.url(args.db_name)).set(drivername="postgresql+asyncpg")
         os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
         cmd_db_upgrade(args)
-        print(f"Serving on http://{args.host}:{args.port} (docs at /docs). Ctrl-C stops both.",
-              flush=True)
+        print(f"Serving on http://{args.host}:{args.port} (docs at /docs). Ctrl-C stops both.", flush=True)
         args.workers, args.graceful_timeout = 1, 5
         cmd_serve(args)
     finally:
@@ -201,10 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the production server")
     serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
-    serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes (default $WEB_CONCURRENCY or 1)")
-    serve.add_argument("--graceful-timeout", type=int, default=20,
-                       help="seconds in-flight requests get after SIGTERM (default 20)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default $WEB_CONCURRENCY or 1)"
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=20,
+        help="seconds in-flight requests get after SIGTERM (default 20)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     dev = commands.add_parser("dev", help="embedded PostgreSQL + migrations + server, for a newcomer")
@@ -220,27 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="schema migrations")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    db_commands.add_parser("upgrade", help="migrate to head (safe from many replicas at once)"
-                           ).set_defaults(func=cmd_db_upgrade)
-    db_commands.add_parser("current", help="print the revision; exit 3 when not at head"
-                           ).set_defaults(func=cmd_db_current)
+    db_commands.add_parser("upgrade", help="migrate to head (safe from many replicas at once)").set_defaults(
+        func=cmd_db_upgrade
+    )
+    db_commands.add_parser("current", help="print the revision; exit 3 when not at head").set_defaults(
+        func=cmd_db_current
+    )
 
-    db_commands.add_parser("build-indexes", help="build missing or invalid secondary indexes "
-                           "without blocking reads and writes (CREATE INDEX CONCURRENTLY)"
-                           ).set_defaults(func=cmd_db_build_indexes)
+    db_commands.add_parser(
+        "build-indexes",
+        help="build missing or invalid secondary indexes "
+        "without blocking reads and writes (CREATE INDEX CONCURRENTLY)",
+    ).set_defaults(func=cmd_db_build_indexes)
 
     sqlite = commands.add_parser("migrate-sqlite", help="copy an old SQLite app.db into PostgreSQL")
     sqlite.add_argument("source", help="path to the SQLite file (app.db)")
     sqlite.add_argument("--dry-run", action="store_true", help="read and check, write nothing")
-    sqlite.add_argument("--reject-report", default=None,
-                        help="where to write rejected rows (default: next to the source)")
-    sqlite.add_argument("--batch-size", type=int, default=None,
-                        help="rows read and loaded per batch (default 10000)")
-    sqlite.add_argument("--search-index", choices=("now", "later"), default="now",
-                        help="build the full-text index before exiting (default), or leave it to "
-                             "`db build-indexes` while the service runs: a shorter cutover")
-    sqlite.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="a progress bar (default: when stderr is a terminal), else lines")
+    sqlite.add_argument(
+        "--reject-report", default=None, help="where to write rejected rows (default: next to the source)"
+    )
+    sqlite.add_argument(
+        "--batch-size", type=int, default=None, help="rows read and loaded per batch (default 10000)"
+    )
+    sqlite.add_argument(
+        "--search-index",
+        choices=("now", "later"),
+        default="now",
+        help="build the full-text index before exiting (default), or leave it to "
+        "`db build-indexes` while the service runs: a shorter cutover",
+    )
+    sqlite.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar (default: when stderr is a terminal), else lines",
+    )
     sqlite.set_defaults(func=cmd_migrate_sqlite)
     return parser
 

@@ -23,7 +23,8 @@ MULTI_HOST_SESSION_ATTRS = "read-write"  # with several hosts, the primary is th
 # libpq's host list, postgresql://user:pw@h1:p1,h2:p2/db, which SQLAlchemy's URL parser cannot
 # read; its asyncpg dialect takes the same list as ?host=h1:p1&host=h2:p2.
 _HOST_LIST_URL = re.compile(
-    r"^(?P<head>[^:/?#]+://(?:[^@/]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<tail>[/?#].*)?$", re.S)
+    r"^(?P<head>[^:/?#]+://(?:[^@/]*@)?)(?P<hosts>[^/?#]*,[^/?#]*)(?P<tail>[/?#].*)?$", re.S
+)
 
 
 class ConfigError(ValueError):
@@ -142,12 +143,13 @@ class Settings(BaseSettings):
         if not isinstance(hosts, tuple):
             return url.render_as_string(hide_password=False)
         rendered = url.set(query={k: v for k, v in url.query.items() if k != "host"}).render_as_string(
-            hide_password=False)
+            hide_password=False
+        )
         # Rendered with no host: "scheme://[user[:pw]@][/db][?query]"; an "@" in the user or
         # the password is %-escaped, so the first one ends the user info.
         scheme, _, rest = rendered.partition("://")
         userinfo = rest.partition("@")[0] + "@" if url.username is not None else ""
-        return f"{scheme}://{userinfo}{','.join(hosts)}{rest[len(userinfo):]}"
+        return f"{scheme}://{userinfo}{','.join(hosts)}{rest[len(userinfo) :]}"
 
     @property
     def url(self) -> URL:
@@ -161,8 +163,9 @@ class Settings(BaseSettings):
             url = url.set(drivername=ASYNC_DRIVER)
         else:
             # URL.create escapes every character of the password (@ : / # % ' " and spaces).
-            url = URL.create(ASYNC_DRIVER, username=self.db_user, password=self.password,
-                             database=self.db_name)
+            url = URL.create(
+                ASYNC_DRIVER, username=self.db_user, password=self.password, database=self.db_name
+            )
             hosts = _host_list(self.db_host.split(","), self.db_port)
             if len(hosts) == 1:
                 host, _, port = hosts[0].partition(":")

@@ -95,8 +95,11 @@ def as_unavailable(error: BaseException | None) -> DatabaseUnavailable | None:
         log.warning("database schema not ready: %s", type(error).__name__)
         return SchemaNotReady()
     if isinstance(error, SESSION_MIXUP_ERRORS):
-        log.warning("statement mixed up between sessions (%s): behind PgBouncer in transaction "
-                    "mode set DB_PREPARED_STATEMENTS=false", type(error).__name__)
+        log.warning(
+            "statement mixed up between sessions (%s): behind PgBouncer in transaction "
+            "mode set DB_PREPARED_STATEMENTS=false",
+            type(error).__name__,
+        )
     if isinstance(error, UNAVAILABLE_ERRORS):
         return DatabaseUnavailable()
     return None
@@ -174,8 +177,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def _log_queries(dbapi_connection: Any, _record: Any) -> None:
     def log_query(record: Any) -> None:
-        sql_log.info("sql", extra={"sql": record.query, "params": record.args,
-                                    "elapsed_ms": round(record.elapsed * 1000, 3)})
+        sql_log.info(
+            "sql",
+            extra={"sql": record.query, "params": record.args, "elapsed_ms": round(record.elapsed * 1000, 3)},
+        )
 
     dbapi_connection.driver_connection.add_query_logger(log_query)
 

@@ -51,8 +51,9 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def create_database(admin_url: str, name: str, *, owner: str | None = None,
-                          exist_ok: bool = False) -> None:
+async def create_database(
+    admin_url: str, name: str, *, owner: str | None = None, exist_ok: bool = False
+) -> None:
     """CREATE DATABASE `name` (owned by `owner`) as the superuser at `admin_url`.
 
     CREATE DATABASE takes no bind parameters, so the names are quoted as identifiers.
@@ -118,8 +119,17 @@ class EmbeddedPostgres:
         options = f"-h {self.host} -p {self.port} -k {self.data_dir}"
         options += "".join(f" -c {key}={value}" for key, value in self.settings.items())
         self.run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
-            "-w", "-t", "60", "-o", options, "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
         )
         return self
 
@@ -134,7 +144,9 @@ class EmbeddedPostgres:
             return False
         result = subprocess.run(
             [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "status"],
-            capture_output=True, user=self._as_user, check=False,
+            capture_output=True,
+            user=self._as_user,
+            check=False,
         )
         return result.returncode == 0
 
@@ -143,8 +155,12 @@ class EmbeddedPostgres:
         from sqlalchemy import URL
 
         return URL.create(
-            driver, username="postgres", password=self.password,
-            host=self.host, port=self.port, database=database,
+            driver,
+            username="postgres",
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=database,
         ).render_as_string(hide_password=False)
 
     def create_database(self, name: str, *, owner: str | None = None, exist_ok: bool = False) -> str:
@@ -162,8 +178,17 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.data_dir)
-        args = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-E", "UTF8",
-                "--locale=C", "--auth-local=trust"]
+        args = [
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+        ]
         if self.password is None:
             self.run(*args, "--auth-host=trust")
             return
@@ -207,8 +232,12 @@ class EmbeddedPostgres:
         """Run one of the server's programs (pg_ctl, pg_basebackup...) as the server's user."""
         self._prepare_permissions()
         result = subprocess.run(
-            [str(self.bin_dir / program), *args], capture_output=True, text=True,
-            user=self._as_user, check=False, stdin=subprocess.DEVNULL,
+            [str(self.bin_dir / program), *args],
+            capture_output=True,
+            text=True,
+            user=self._as_user,
+            check=False,
+            stdin=subprocess.DEVNULL,
             env=None if env is None else {**os.environ, **env},
         )
         if result.returncode != 0:
@@ -217,4 +246,3 @@ class EmbeddedPostgres:
             raise RuntimeError(
                 f"{program} failed ({result.returncode}): {result.stderr.strip()} {tail}".strip()
             )
-

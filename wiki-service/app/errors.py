@@ -131,13 +131,12 @@ _ERROR_DESCRIPTIONS = {
     413: "Request body larger than the limit (1 MiB by default)",
     422: "Invalid input",
     503: "Database unavailable, or (search) busy or its index being built; retry after the "
-         "Retry-After seconds",
+    "Retry-After seconds",
 }
 
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer (503 always)."""
     return {
-        code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]}
-        for code in (*status_codes, 503)
+        code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in (*status_codes, 503)
     }

@@ -85,14 +85,15 @@ def _lane_for(route: APIRoute, path: str) -> tuple[_Lane, str | None]:
             alias = next(meta.alias for meta in metadata if isinstance(meta, Path)) or name
             if not path.endswith(f"/{{{alias}}}") or path.count("{") != 1:
                 raise TypeError(f"fast lane: {path}: only a last path parameter is served")
-            value_name, parse, prefix = name, TypeAdapter(hint).validate_python, path[:-len(alias) - 2]
+            value_name, parse, prefix = name, TypeAdapter(hint).validate_python, path[: -len(alias) - 2]
         else:
             raise TypeError(f"fast lane: {path}: cannot supply parameter {name!r}")
     if db_name is None or value_name is None or parse is None:
         raise TypeError(f"fast lane: {path}: needs the database and one id or body")
 
-    def call(db: Any, value: Any, _endpoint: Endpoint = endpoint, _db: str = db_name,
-             _value: str = value_name) -> Awaitable[Response]:
+    def call(
+        db: Any, value: Any, _endpoint: Endpoint = endpoint, _db: str = db_name, _value: str = value_name
+    ) -> Awaitable[Response]:
         return _endpoint(**{_db: db, _value: value})
 
     return _Lane(route, call, parse), prefix

@@ -11,7 +11,9 @@ import orjson
 
 # LogRecord's own attributes; anything else on a record came from `extra=` and is logged.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "color_message",  # uvicorn's copy of the message with ANSI colours
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with ANSI colours
 }
 
 

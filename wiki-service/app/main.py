@@ -74,8 +74,9 @@ class WikiAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return RequestContextMiddleware(FastLane(inner, self.routes, self.state),
-                                        max_body_bytes=get_settings().max_body_bytes)
+        return RequestContextMiddleware(
+            FastLane(inner, self.routes, self.state), max_body_bytes=get_settings().max_body_bytes
+        )
 
 
 def create_app() -> FastAPI:

@@ -26,9 +26,7 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 USERS_CREATED = Counter("users_created", "Users created.")
 POSTS_CREATED = Counter("posts_created", "Posts created.")
 
-HTTP_REQUESTS = Counter(
-    "http_requests", "HTTP requests answered.", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
 HTTP_DURATION = Histogram(
     "http_request_duration_seconds",
     "Time from request to the end of the response.",

@@ -32,7 +32,8 @@ _POSTS = cast(Table, Post.__table__)
 
 
 def _sql(element: DDLElement) -> str:
-    return str(element.compile(dialect=postgresql.dialect()))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+    return str(element.compile(dialect=dialect))
 
 
 # The secondary indexes, name -> CREATE INDEX; the search index last, the slowest to build.
@@ -89,14 +90,16 @@ async def current_revision(conn: asyncpg.Connection) -> str | None:
     exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
     if not exists:
         return None
-    return await conn.fetchval("SELECT version_num FROM alembic_version")
+    revision: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+    return revision
 
 
 async def index_is_valid(conn: asyncpg.Connection, name: str) -> bool | None:
     """True when the index is usable, False when a build left it invalid, None when absent."""
-    return await conn.fetchval(
+    valid: bool | None = await conn.fetchval(
         "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", f"public.{name}"
     )
+    return valid
 
 
 async def fill_search_column(conn: asyncpg.Connection) -> int:
@@ -106,8 +109,10 @@ async def fill_search_column(conn: asyncpg.Connection) -> int:
     filled = 0
     while low is not None and low <= high:
         status = await conn.execute(
-            f"UPDATE posts SET search = {SEARCH_VECTOR} "
-            "WHERE id >= $1 AND id < $2 AND search IS NULL", low, low + FILL_BATCH_ROWS)
+            f"UPDATE posts SET search = {SEARCH_VECTOR} WHERE id >= $1 AND id < $2 AND search IS NULL",
+            low,
+            low + FILL_BATCH_ROWS,
+        )
         filled += int(status.split()[-1])
         low += FILL_BATCH_ROWS
     return filled

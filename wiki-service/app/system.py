@@ -28,14 +28,16 @@ router = APIRouter(tags=["system"])
 @router.get("/")
 async def service_info() -> JSON:
     """What this service is, and where to look next."""
-    return JSON({
-        "service": "wiki-service",
-        "version": __version__,
-        "docs": "/docs",
-        "openapi": "/openapi.json",
-        "health": {"liveness": "/healthz", "readiness": "/readyz"},
-        "metrics": "/metrics",
-    })
+    return JSON(
+        {
+            "service": "wiki-service",
+            "version": __version__,
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": {"liveness": "/healthz", "readiness": "/readyz"},
+            "metrics": "/metrics",
+        }
+    )
 
 
 @router.get("/healthz")
@@ -53,12 +55,17 @@ async def readiness(db: DatabaseDep) -> JSON:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), db.checkout() as conn:
             current = await current_revision(conn)
     except (DatabaseUnavailable, TimeoutError, asyncpg.PostgresError):
-        return JSON({"status": "unavailable", "database": "unreachable"}, status_code=503,
-                    headers={"Retry-After": "1"})
+        return JSON(
+            {"status": "unavailable", "database": "unreachable"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     if current != head:
-        return JSON({"status": "unavailable", "database": "ok",
-                     "schema": {"current": current, "head": head}}, status_code=503,
-                    headers={"Retry-After": "5"})
+        return JSON(
+            {"status": "unavailable", "database": "ok", "schema": {"current": current, "head": head}},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     return JSON({"status": "ok", "database": "ok", "schema": {"current": current, "head": head}})
 
 

@@ -46,8 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The app and every CLI subprocess read their settings from here: the run's database.
     for name in [key for key in os.environ if key.startswith("DB_")]:
         del os.environ[name]
-    os.environ["DATABASE_URL"] = make_url(db_url).set(drivername="postgresql+asyncpg").render_as_string(
-        hide_password=False
+    os.environ["DATABASE_URL"] = (
+        make_url(db_url).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     )
 
 

@@ -1,6 +1,5 @@
 """The design's configuration contract: DB_* with defaults, DATABASE_URL, DB_PASSWORD_FILE."""
 
-
 import pytest
 
 from tests.support.cli import PRINT_URL, bare_env, run_cli, run_python
@@ -14,8 +13,16 @@ def test_the_design_command_prints_the_masked_default_url():
 
 
 def test_each_part_comes_from_its_variable():
-    result = run_python(PRINT_URL, bare_env(DB_USER="wiki", DB_PASSWORD="s3cret-value", DB_HOST="db.internal",
-                                            DB_PORT="6543", DB_NAME="articles"))
+    result = run_python(
+        PRINT_URL,
+        bare_env(
+            DB_USER="wiki",
+            DB_PASSWORD="s3cret-value",
+            DB_HOST="db.internal",
+            DB_PORT="6543",
+            DB_NAME="articles",
+        ),
+    )
     assert result.stdout == "postgresql+asyncpg://wiki:***@db.internal:6543/articles\n"
     assert "s3cret-value" not in result.stdout + result.stderr
 
@@ -74,20 +81,23 @@ def test_database_url_overrides_the_parts(password_server):
     assert "w0rd" not in printed
 
 
-@pytest.mark.parametrize("name, value", [
-    ("DB_PORT", "abc"),
-    ("DB_PORT", "70000"),
-    ("DB_POOL_SIZE", "0"),
-    ("DB_POOL_SIZE", "ten"),
-    ("DB_MAX_OVERFLOW", "-1"),
-    ("DB_POOL_TIMEOUT", "soon"),
-    ("DB_ECHO", "maybe"),
-    ("DB_POOL_PRE_PING", "perhaps"),
-    ("LOG_LEVEL", "loud"),
-    ("DB_PASSWORD_FILE", "/nonexistent/secret"),
-    ("DATABASE_URL", "mysql://u:p@h/db"),
-    ("DATABASE_URL", "postgresql://u:leak-me@h:notaport/db"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DB_PORT", "abc"),
+        ("DB_PORT", "70000"),
+        ("DB_POOL_SIZE", "0"),
+        ("DB_POOL_SIZE", "ten"),
+        ("DB_MAX_OVERFLOW", "-1"),
+        ("DB_POOL_TIMEOUT", "soon"),
+        ("DB_ECHO", "maybe"),
+        ("DB_POOL_PRE_PING", "perhaps"),
+        ("LOG_LEVEL", "loud"),
+        ("DB_PASSWORD_FILE", "/nonexistent/secret"),
+        ("DATABASE_URL", "mysql://u:p@h/db"),
+        ("DATABASE_URL", "postgresql://u:leak-me@h:notaport/db"),
+    ],
+)
 def test_a_bad_value_stops_with_one_line_naming_the_variable(name, value):
     env = bare_env(**{name: value})
     for result in (run_python(PRINT_URL, env), run_cli("check-db", env=env)):
@@ -100,10 +110,12 @@ def test_a_bad_value_stops_with_one_line_naming_the_variable(name, value):
 
 
 def test_pool_settings_follow_the_design_and_can_be_overridden():
-    code = ("from sqlalchemy import event; from app.config import get_settings; "
-            "from app.database import Database; db = Database(get_settings()); p = db.pool; "
-            "print(p.size(), p._max_overflow, p._timeout, "
-            "db.ping is not None and event.contains(p, 'checkout', db.ping.on_checkout))")
+    code = (
+        "from sqlalchemy import event; from app.config import get_settings; "
+        "from app.database import Database; db = Database(get_settings()); p = db.pool; "
+        "print(p.size(), p._max_overflow, p._timeout, "
+        "db.ping is not None and event.contains(p, 'checkout', db.ping.on_checkout))"
+    )
     assert run_python(code, bare_env()).stdout.split() == ["10", "20", "5.0", "True"]
     custom = bare_env(DB_POOL_SIZE="3", DB_MAX_OVERFLOW="4", DB_POOL_TIMEOUT="2.5", DB_POOL_PRE_PING="false")
     assert run_python(code, custom).stdout.split() == ["3", "4", "2.5", "False"]
@@ -111,9 +123,11 @@ def test_pool_settings_follow_the_design_and_can_be_overridden():
 
 def test_importing_the_app_reads_no_settings_and_builds_no_engine():
     # A setting that stops every command: importing must not read it, let alone connect.
-    code = ("import gc; import app.main, app.cli, app.users.schemas, app.posts.schemas, app.validation; "
-            "from sqlalchemy.ext.asyncio import AsyncEngine; "
-            "print(sum(isinstance(o, AsyncEngine) for o in gc.get_objects()))")
+    code = (
+        "import gc; import app.main, app.cli, app.users.schemas, app.posts.schemas, app.validation; "
+        "from sqlalchemy.ext.asyncio import AsyncEngine; "
+        "print(sum(isinstance(o, AsyncEngine) for o in gc.get_objects()))"
+    )
     result = run_python(code, bare_env(DATABASE_URL="mysql://u:p@h/db"))
     assert (result.returncode, result.stdout, result.stderr) == (0, "0\n", "")
 

@@ -12,8 +12,18 @@ from tests.support.cli import service_env
 def _start_dev(serve, data_dir, port, db_port):
     env = service_env()
     env.pop("DATABASE_URL", None)
-    command = [sys.executable, "-m", "app.cli", "dev", "--data-dir", str(data_dir),
-               "--port", str(port), "--db-port", str(db_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "dev",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--db-port",
+        str(db_port),
+    ]
     return serve(env, command=command, port=port, wait=False).wait_healthy(90, path="/readyz")
 
 

@@ -21,8 +21,10 @@ def test_db_host_list_prints_masked_and_defaults_to_read_write():
     env = bare_env(DB_HOST="db-a:6543,db-b", DB_PASSWORD=SPECIAL_PASSWORD)
     result = run_python(PRINT_URL, env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ("postgresql+asyncpg://postgres:***@/wikidb?host=db-a%3A6543&host=db-b%3A5432"
-                             "&target_session_attrs=read-write\n")
+    assert result.stdout == (
+        "postgresql+asyncpg://postgres:***@/wikidb?host=db-a%3A6543&host=db-b%3A5432"
+        "&target_session_attrs=read-write\n"
+    )
     assert SPECIAL_PASSWORD not in result.stdout + result.stderr
 
 
@@ -34,13 +36,16 @@ def test_target_session_attrs_variable_and_url_parameter():
     assert run_python(code, bare_env(DATABASE_URL=url, DB_TARGET_SESSION_ATTRS="primary")).stdout == "any\n"
 
 
-@pytest.mark.parametrize("name, value", [
-    ("DB_TARGET_SESSION_ATTRS", "primary-please"),
-    ("DB_HOST", "a:1,b:port"),
-    ("DB_HOST", "[::1]:5432,b:1"),
-    ("DATABASE_URL", "postgresql://u:leak-me@a:1,b:2/db?target_session_attrs=writable"),
-    ("DATABASE_URL", "postgresql://u:leak-me@a:1,b:notaport/db"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DB_TARGET_SESSION_ATTRS", "primary-please"),
+        ("DB_HOST", "a:1,b:port"),
+        ("DB_HOST", "[::1]:5432,b:1"),
+        ("DATABASE_URL", "postgresql://u:leak-me@a:1,b:2/db?target_session_attrs=writable"),
+        ("DATABASE_URL", "postgresql://u:leak-me@a:1,b:notaport/db"),
+    ],
+)
 def test_a_bad_host_list_or_mode_is_one_line(name, value):
     result = run_cli("check-db", env=bare_env(**{name: value}))
     assert result.returncode != 0
@@ -53,8 +58,12 @@ def test_a_bad_host_list_or_mode_is_one_line(name, value):
 def test_db_host_list_skips_a_dead_host(db_url):
     """check-db (the engine) and build-indexes (plain asyncpg) both reach the live second host."""
     live = make_url(db_url)
-    env = bare_env(DB_HOST=f"{_dead()},{live.host}:{live.port}", DB_USER=live.username,
-                   DB_PASSWORD=live.password or "", DB_NAME=live.database)
+    env = bare_env(
+        DB_HOST=f"{_dead()},{live.host}:{live.port}",
+        DB_USER=live.username,
+        DB_PASSWORD=live.password or "",
+        DB_NAME=live.database,
+    )
     result = run_cli("check-db", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Connected to: PostgreSQL ")
@@ -65,8 +74,10 @@ def test_db_host_list_skips_a_dead_host(db_url):
 
 def test_libpq_url_with_a_host_list_and_a_special_password(password_server):
     password = urllib.parse.quote(SPECIAL_PASSWORD, safe="")
-    url = (f"postgresql://postgres:{password}@{_dead()},{password_server.host}:{password_server.port}"
-           "/postgres?target_session_attrs=read-write")
+    url = (
+        f"postgresql://postgres:{password}@{_dead()},{password_server.host}:{password_server.port}"
+        "/postgres?target_session_attrs=read-write"
+    )
     result = run_cli("check-db", env=bare_env(DATABASE_URL=url))
     assert result.returncode == 0, result.stderr
     printed = run_python(PRINT_URL, bare_env(DATABASE_URL=url)).stdout

@@ -38,8 +38,9 @@ async def test_user_posts_are_listed_newest_first_and_paged(client):
     ]
     await client.post("/posts", json={"user_id": bob, "content": "b"})
     first = (await client.get(f"/users/{alice}/posts", params={"limit": 3})).json()
-    second = (await client.get(f"/users/{alice}/posts",
-                               params={"limit": 3, "cursor": first["next_cursor"]})).json()
+    second = (
+        await client.get(f"/users/{alice}/posts", params={"limit": 3, "cursor": first["next_cursor"]})
+    ).json()
     listed = [p["post_id"] for p in first["items"] + second["items"]]
     assert listed == sorted(alice_posts, reverse=True)
     assert second["next_cursor"] is None
@@ -92,7 +93,8 @@ async def test_full_text_search(client):
 async def test_user_posts_list_uses_the_user_index(client, db):
     await db.execute("SET enable_seqscan = off")
     plan = "\n".join(
-        row[0] for row in await db.fetch(
+        row[0]
+        for row in await db.fetch(
             "EXPLAIN SELECT id FROM posts WHERE user_id = 1 AND id < 100 ORDER BY id DESC LIMIT 21"
         )
     )

@@ -57,8 +57,12 @@ def test_every_operation_conforms_to_the_openapi_document(api):
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_inputs else [])
         for mode in modes:
 
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case: schemathesis.Case) -> None:
                 response = case.call_and_validate(base_url=api.base_url, checks=CHECKS)
@@ -169,19 +173,33 @@ def test_a_body_that_is_not_json_gets_a_declared_error(api):
             for body in (b"\xff", b'{"name": "\x80"}', b"\xff\xfe", b"{not json", b""):
                 response = http.post(path, content=body, headers={"content-type": "application/json"})
                 assert 400 <= response.status_code < 500 and response.status_code in declared, (
-                    path, body, response.status_code)
+                    path,
+                    body,
+                    response.status_code,
+                )
 
 
 def test_limits_through_the_api(api, db_url):
     with httpx.Client(base_url=api.base_url, timeout=30) as http:
-        for name, status in [("n" * NAME_MAX_LENGTH, 201), ("n" * (NAME_MAX_LENGTH + 1), 422),
-                             ("𝄞" * NAME_MAX_LENGTH, 201), ("", 422), ("   ", 422),
-                             ("a\x00b", 422), ("a\ud800b", 422)]:
+        for name, status in [
+            ("n" * NAME_MAX_LENGTH, 201),
+            ("n" * (NAME_MAX_LENGTH + 1), 422),
+            ("𝄞" * NAME_MAX_LENGTH, 201),
+            ("", 422),
+            ("   ", 422),
+            ("a\x00b", 422),
+            ("a\ud800b", 422),
+        ]:
             response = _post_json(http, "/users", {"name": name})
             assert response.status_code == status, (len(name), response.text)
         user_id = http.post("/users", json={"name": "limits"}).json()["id"]
-        for content, status in [("c" * CONTENT_MAX_LENGTH, 201), ("c" * (CONTENT_MAX_LENGTH + 1), 422),
-                                ("𝄞" * CONTENT_MAX_LENGTH, 201), ("\udfff", 422), ("\x00", 422)]:
+        for content, status in [
+            ("c" * CONTENT_MAX_LENGTH, 201),
+            ("c" * (CONTENT_MAX_LENGTH + 1), 422),
+            ("𝄞" * CONTENT_MAX_LENGTH, 201),
+            ("\udfff", 422),
+            ("\x00", 422),
+        ]:
             response = _post_json(http, "/posts", {"user_id": user_id, "content": content})
             assert response.status_code == status, (len(content), response.text[:200])
             if status == 201:

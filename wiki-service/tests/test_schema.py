@@ -51,12 +51,16 @@ def test_upgrade_against_an_unreachable_database_is_one_line():
 
 
 def test_build_indexes_against_an_unreachable_database_is_one_line():
-    result = run_cli("db", "build-indexes",
-                     env=service_env(DATABASE_URL="postgresql://u:hunter2@127.0.0.1:1/x"))
+    result = run_cli(
+        "db", "build-indexes", env=service_env(DATABASE_URL="postgresql://u:hunter2@127.0.0.1:1/x")
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: building the indexes of u@127.0.0.1:1/x failed")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: building the indexes of u@127.0.0.1:1/x failed")
+    )
     assert "hunter2" not in result.stdout + result.stderr
 
 
@@ -66,7 +70,7 @@ async def test_migrations_match_the_models(db_url):
     from alembic.migration import MigrationContext
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    import app.posts.models  # noqa: F401
+    import app.posts.models
     import app.users.models  # noqa: F401
     from app.models_base import Base
 
@@ -146,14 +150,28 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
     url = fresh_database()
     env = service_env(DATABASE_URL=url)
     to_0002 = subprocess.run(
-        [sys.executable, "-c", "from alembic import command; from app.schema import alembic_config; "
-                               "command.upgrade(alembic_config(), '0002')"],
-        cwd=SERVICE_DIR, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "from alembic import command; from app.schema import alembic_config; "
+            "command.upgrade(alembic_config(), '0002')",
+        ],
+        cwd=SERVICE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert to_0002.returncode == 0, to_0002.stderr
-    asyncio.run(admin_execute(url, "INSERT INTO users (name) VALUES ('author')",
-                        "INSERT INTO posts (user_id, content) SELECT 1, 'post number ' || i || "
-                        "CASE WHEN i % 25000 = 0 THEN ' needle' ELSE '' END "
-                        "FROM generate_series(1, 100001) AS i"))
+    asyncio.run(
+        admin_execute(
+            url,
+            "INSERT INTO users (name) VALUES ('author')",
+            "INSERT INTO posts (user_id, content) SELECT 1, 'post number ' || i || "
+            "CASE WHEN i % 25000 = 0 THEN ' needle' ELSE '' END "
+            "FROM generate_series(1, 100001) AS i",
+        )
+    )
 
     upgraded = run_cli("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
@@ -162,25 +180,43 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
     server = serve(env)
     search = httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
     assert search.status_code == 503 and search.headers["Retry-After"] == "30"
-    assert httpx.post(f"{server.base_url}/posts", json={"user_id": 1, "content": "written needle"},
-                      timeout=10).status_code == 201  # the trigger fills this one
+    assert (
+        httpx.post(
+            f"{server.base_url}/posts", json={"user_id": 1, "content": "written needle"}, timeout=10
+        ).status_code
+        == 201
+    )  # the trigger fills this one
 
     built = run_cli("db", "build-indexes", env=env, timeout=300)
     assert built.returncode == 0, built.stderr
     assert "built posts_search_idx" in built.stdout
-    assert asyncio.run(fetch(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
-                                  "to_tsvector('simple', content)")) == [(0,)]
-    assert asyncio.run(fetch(url, "SELECT to_regclass('posts_content_search_idx') IS NULL, "
-                                  "to_regclass('posts_search_idx') IS NOT NULL")) == [(True, True)]
-    assert asyncio.run(fetch(url, "SELECT most_common_elems IS NOT NULL FROM pg_stats "
-                                  "WHERE tablename = 'posts' AND attname = 'search'")) == [(True,)]
+    assert asyncio.run(
+        fetch(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM to_tsvector('simple', content)")
+    ) == [(0,)]
+    assert asyncio.run(
+        fetch(
+            url,
+            "SELECT to_regclass('posts_content_search_idx') IS NULL, "
+            "to_regclass('posts_search_idx') IS NOT NULL",
+        )
+    ) == [(True, True)]
+    assert asyncio.run(
+        fetch(
+            url,
+            "SELECT most_common_elems IS NOT NULL FROM pg_stats "
+            "WHERE tablename = 'posts' AND attname = 'search'",
+        )
+    ) == [(True,)]
     deadline = time.monotonic() + 30  # the service looks at the index every 10 s
-    while (search := httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
-           ).status_code == 503 and time.monotonic() < deadline:
+    while (
+        search := httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
+    ).status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert search.status_code == 200, server.output()[-3000:]
     assert [item["content"] for item in search.json()["items"]] == [
-        "written needle", *(f"post number {i} needle" for i in (100000, 75000, 50000, 25000))]
+        "written needle",
+        *(f"post number {i} needle" for i in (100000, 75000, 50000, 25000)),
+    ]
 
 
 async def fetch(url: str, sql: str) -> list[tuple]:

@@ -25,12 +25,35 @@ POSTS = 6000
 ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
 PROLIFIC = 1
 WORDS = [
-    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod",
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
     "tempor",
 ]
 QUERIES = [
-    "dense", "common", "rare", "absent", "old", "pa pb", '"pa pb"', "common -dense", "rare or absent",
-    "-dense", "-dense -common", "common or -pa", "!!! ???", "dolor", "\"lorem ipsum\" -old",
+    "dense",
+    "common",
+    "rare",
+    "absent",
+    "old",
+    "pa pb",
+    '"pa pb"',
+    "common -dense",
+    "rare or absent",
+    "-dense",
+    "-dense -common",
+    "common or -pa",
+    "!!! ???",
+    "dolor",
+    '"lorem ipsum" -old',
 ]
 # The definition: to_tsvector on the content itself, not the stored column.
 DEFINITION = (
@@ -62,9 +85,12 @@ def corpus() -> list[tuple[int, int, str]]:
     for i in range(1, POSTS + 1):
         post_id = i * ID_STEP
         words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
-        for word, planted in (("dense", rng.random() < 0.5), ("common", rng.random() < 0.1),
-                              ("rare", i % 1400 == 0),
-                              ("old", i <= POSTS // 2 and rng.random() < 0.3)):
+        for word, planted in (
+            ("dense", rng.random() < 0.5),
+            ("common", rng.random() < 0.1),
+            ("rare", i % 1400 == 0),
+            ("old", i <= POSTS // 2 and rng.random() < 0.3),
+        ):
             if planted:
                 words.insert(rng.randrange(len(words) + 1), word)
         pair = rng.random()
@@ -85,8 +111,9 @@ async def search_conn(client, db) -> AsyncIterator[asyncpg.Connection]:
     app's lifespan runs around the test: `client` starts it on empty tables)."""
     from app.main import app
 
-    await db.executemany("INSERT INTO users (id, name) VALUES ($1, $2)",
-                         [(i, f"user {i}") for i in range(1, 51)])
+    await db.executemany(
+        "INSERT INTO users (id, name) VALUES ($1, $2)", [(i, f"user {i}") for i in range(1, 51)]
+    )
     # COPY fires the trigger that fills posts.search, as the service's inserts do.
     await db.copy_records_to_table("posts", records=corpus(), columns=["id", "user_id", "content"])
     await db.execute("ANALYZE posts")
@@ -95,8 +122,12 @@ async def search_conn(client, db) -> AsyncIterator[asyncpg.Connection]:
 
 
 def plans_used() -> dict[str, float]:
-    return {sample.labels["plan"]: sample.value for metric in SEARCH_PLANS.collect()
-            for sample in metric.samples if sample.name.endswith("_total")}
+    return {
+        sample.labels["plan"]: sample.value
+        for metric in SEARCH_PLANS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
 
 
 async def test_every_plan_returns_exactly_the_definition(search_conn, db):
@@ -107,12 +138,19 @@ async def test_every_plan_returns_exactly_the_definition(search_conn, db):
         for user_id in (None, PROLIFIC, 7, 999):
             for cursor in (2**63 - 1, POSTS * ID_STEP // 2, 3 * ID_STEP + 1, 1):
                 for limit in (1, 20):
-                    expected = [row["id"] for row in
-                                await db.fetch(DEFINITION, cursor, query, user_id, limit)]
+                    expected = [
+                        row["id"] for row in await db.fetch(DEFINITION, cursor, query, user_id, limit)
+                    ]
                     for plan, thresholds in PLANS.items():
                         rows = await newest_matches(
-                            conn, query=query, before_id=cursor, limit=limit,
-                            user_id=user_id, timeout_ms=10_000, **thresholds)
+                            conn,
+                            query=query,
+                            before_id=cursor,
+                            limit=limit,
+                            user_id=user_id,
+                            timeout_ms=10_000,
+                            **thresholds,
+                        )
                         assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit, plan)
                         checked += 1
     used = plans_used()
@@ -126,14 +164,24 @@ async def test_the_answer_has_the_definitions_rows_and_sees_new_posts(search_con
     """Whole rows come back, and a post written after the load is found by its words."""
     conn = search_conn
     new_id = await db.fetchval(
-        "INSERT INTO posts (user_id, content) VALUES (7, 'A fresh rare word: zyxt') RETURNING id")
-    rows = await newest_matches(conn, query="zyxt rare", before_id=2**63 - 1, limit=20,
-                                user_id=None, timeout_ms=10_000)
-    assert [tuple(row) for row in rows] == [tuple(row) for row in await db.fetch(
-        "SELECT id, content, user_id, created_time FROM posts WHERE id = $1", new_id)]
+        "INSERT INTO posts (user_id, content) VALUES (7, 'A fresh rare word: zyxt') RETURNING id"
+    )
+    rows = await newest_matches(
+        conn, query="zyxt rare", before_id=2**63 - 1, limit=20, user_id=None, timeout_ms=10_000
+    )
+    assert [tuple(row) for row in rows] == [
+        tuple(row)
+        for row in await db.fetch(
+            "SELECT id, content, user_id, created_time FROM posts WHERE id = $1", new_id
+        )
+    ]
     await db.execute("UPDATE posts SET content = 'now about something else' WHERE id = $1", new_id)
-    assert await newest_matches(conn, query="zyxt", before_id=2**63 - 1, limit=20,
-                                user_id=None, timeout_ms=10_000) == []
+    assert (
+        await newest_matches(
+            conn, query="zyxt", before_id=2**63 - 1, limit=20, user_id=None, timeout_ms=10_000
+        )
+        == []
+    )
 
 
 async def test_relevance_ranks_exactly_the_newest_candidates(search_conn, db):
@@ -144,13 +192,22 @@ async def test_relevance_ranks_exactly_the_newest_candidates(search_conn, db):
         for user_id in (None, PROLIFIC, 999):
             for below in (2**63 - 1, POSTS * ID_STEP // 2):
                 for candidates in (1, 30, 300, 5000):
-                    expected = [row["id"] for row in
-                                await db.fetch(RANKED_DEFINITION, below, query, user_id, candidates)]
+                    expected = [
+                        row["id"]
+                        for row in await db.fetch(RANKED_DEFINITION, below, query, user_id, candidates)
+                    ]
                     seen, after, next_below = [], None, below
                     while True:  # pages of 13, each resumed from the last (rank, id)
                         next_below, ranked = await most_relevant(
-                            conn, query=query, below=next_below, after=after, limit=13,
-                            user_id=user_id, candidates=candidates, timeout_ms=10_000)
+                            conn,
+                            query=query,
+                            below=next_below,
+                            after=after,
+                            limit=13,
+                            user_id=user_id,
+                            candidates=candidates,
+                            timeout_ms=10_000,
+                        )
                         seen += [row["id"] for row, _rank in ranked]
                         if len(ranked) < 13:
                             break
@@ -166,9 +223,14 @@ async def test_relevance_ranks_exactly_the_newest_candidates(search_conn, db):
 async def test_relevance_pages_rank_the_same_candidates_while_posts_arrive(client, db):
     await db.execute("INSERT INTO users (id, name) VALUES (1, 'a')")
     rng = random.Random(3)
-    await db.copy_records_to_table("posts", columns=["id", "user_id", "content"], records=[
-        (i, 1, " ".join(rng.choice(["kappa", "delta", "omega"]) for _ in range(rng.randint(1, 9))))
-        for i in range(1, 300)])
+    await db.copy_records_to_table(
+        "posts",
+        columns=["id", "user_id", "content"],
+        records=[
+            (i, 1, " ".join(rng.choice(["kappa", "delta", "omega"]) for _ in range(rng.randint(1, 9))))
+            for i in range(1, 300)
+        ],
+    )
     await db.execute("SELECT setval(pg_get_serial_sequence('posts', 'id'), 300)")
     expected = [row["id"] for row in await db.fetch(RANKED_DEFINITION, 2**63 - 1, "kappa", None, 1000)]
     assert len(expected) > 30
@@ -194,8 +256,9 @@ async def test_relevance_input_errors(client):
     newest_cursor = "djE6Mw"  # v1:3
     response = await client.get("/posts", params={"q": "x", "order": "relevance", "cursor": newest_cursor})
     assert response.status_code == 400 and response.json() == {"detail": "Invalid cursor"}
-    ranked = await client.get("/posts", params={"q": "x", "order": "relevance",
-                                                 "cursor": "cgAAAAAAAAAKPwAAAAAAAAAAAAAF"})
+    ranked = await client.get(
+        "/posts", params={"q": "x", "order": "relevance", "cursor": "cgAAAAAAAAAKPwAAAAAAAAAAAAAF"}
+    )
     assert ranked.status_code == 200, ranked.text  # a well-formed relevance cursor
     response = await client.get("/posts", params={"q": "x", "cursor": "cgAAAAAAAAAKPwAAAAAAAAAAAAAF"})
     assert response.status_code == 400 and response.json() == {"detail": "Invalid cursor"}
@@ -204,18 +267,30 @@ async def test_relevance_input_errors(client):
 async def test_pages_of_a_search_concatenate_to_the_definition(client, db):
     await db.execute("INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b')")
     rng = random.Random(5)
-    await db.copy_records_to_table("posts", columns=["id", "user_id", "content"], records=[
-        (i * 97, 1 + i % 2, " ".join(rng.choice(["kappa", "delta", "omega", "sigma"])
-                                     for _ in range(rng.randint(1, 5))))
-        for i in range(1, 400)])
+    await db.copy_records_to_table(
+        "posts",
+        columns=["id", "user_id", "content"],
+        records=[
+            (
+                i * 97,
+                1 + i % 2,
+                " ".join(rng.choice(["kappa", "delta", "omega", "sigma"]) for _ in range(rng.randint(1, 5))),
+            )
+            for i in range(1, 400)
+        ],
+    )
     queries = (("kappa delta", None), ("omega -sigma", 2), ('"delta omega"', None), ("-kappa", 1))
     for query, user_id in queries:
         expected = [row["id"] for row in await db.fetch(DEFINITION, 2**63 - 1, query, user_id, 10_000)]
         assert expected, query
         seen, cursor = [], None
         while True:
-            params = {"q": query, "limit": 7, **({"cursor": cursor} if cursor else {}),
-                      **({"user_id": user_id} if user_id else {})}
+            params = {
+                "q": query,
+                "limit": 7,
+                **({"cursor": cursor} if cursor else {}),
+                **({"user_id": user_id} if user_id else {}),
+            }
             response = await client.get("/posts", params=params)
             assert response.status_code == 200, response.text
             body = response.json()
@@ -228,8 +303,14 @@ async def test_pages_of_a_search_concatenate_to_the_definition(client, db):
 def test_search_has_its_turns_and_timeout_and_the_rest_keeps_answering(fresh_database, serve):
     url = fresh_database()
     assert run_cli("db", "upgrade", env=service_env(DATABASE_URL=url)).returncode == 0
-    server = serve(service_env(DATABASE_URL=url, SEARCH_MAX_CONCURRENCY="1",
-                               SEARCH_QUEUE_SECONDS="0.2", SEARCH_STATEMENT_TIMEOUT_MS="3000"))
+    server = serve(
+        service_env(
+            DATABASE_URL=url,
+            SEARCH_MAX_CONCURRENCY="1",
+            SEARCH_QUEUE_SECONDS="0.2",
+            SEARCH_STATEMENT_TIMEOUT_MS="3000",
+        )
+    )
     base = server.base_url
     assert httpx.get(f"{base}/posts", params={"q": "warm"}, timeout=10).status_code == 200
 
@@ -250,8 +331,11 @@ def test_search_has_its_turns_and_timeout_and_the_rest_keeps_answering(fresh_dat
     try:
         assert locked.wait(10)
         first: dict[str, httpx.Response] = {}
-        searcher = threading.Thread(target=lambda: first.setdefault(
-            "response", httpx.get(f"{base}/posts", params={"q": "held"}, timeout=30)))
+        searcher = threading.Thread(
+            target=lambda: first.setdefault(
+                "response", httpx.get(f"{base}/posts", params={"q": "held"}, timeout=30)
+            )
+        )
         searcher.start()
         wait_for_a_search_waiting_on_a_lock(url)
 
@@ -279,9 +363,13 @@ def wait_for_a_search_waiting_on_a_lock(url: str, timeout: float = 10) -> None:
     async def waiting() -> bool:
         conn = await asyncpg.connect(url)
         try:
-            return await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wiki-service' "
-                "AND wait_event_type = 'Lock' AND query LIKE '%websearch_to_tsquery%'") > 0
+            return (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wiki-service' "
+                    "AND wait_event_type = 'Lock' AND query LIKE '%websearch_to_tsquery%'"
+                )
+                > 0
+            )
         finally:
             await conn.close()
 

@@ -27,7 +27,9 @@ SECRET_FORMS = {
     urllib.parse.quote(PASSWORD, safe=""),
     urllib.parse.quote_plus(PASSWORD),
     URL.create("postgresql", username="u", password=PASSWORD, host="h")
-    .render_as_string(hide_password=False).split("//u:", 1)[1].rsplit("@h", 1)[0],
+    .render_as_string(hide_password=False)
+    .split("//u:", 1)[1]
+    .rsplit("@h", 1)[0],
     PASSWORD.replace("\\", "\\\\").replace('"', '\\"'),  # as a JSON string
 }
 
@@ -49,8 +51,13 @@ def secret_pg() -> Iterator[EmbeddedPostgres]:
 
 def db_env(server: EmbeddedPostgres, **overrides: str) -> dict[str, str]:
     """DB_* variables with the raw password."""
-    env = service_env(DB_HOST=server.host, DB_PORT=str(server.port), DB_USER="postgres",
-                      DB_PASSWORD=PASSWORD, DB_NAME="wikisecret")
+    env = service_env(
+        DB_HOST=server.host,
+        DB_PORT=str(server.port),
+        DB_USER="postgres",
+        DB_PASSWORD=PASSWORD,
+        DB_NAME="wikisecret",
+    )
     env.pop("DATABASE_URL", None)
     env.update(overrides)
     return env
@@ -79,18 +86,25 @@ def test_password_absent_from_migrations_check_db_and_the_printed_url(secret_pg,
         assert_no_secret(check.stdout + check.stderr, "`check-db`")
 
     # Failures name the server, not the password.
-    for broken in (config(secret_pg, DB_PORT=str(free_port())) if config is db_env else
-                   service_env(DATABASE_URL=secret_pg.url("wikisecret").replace(
-                       f":{secret_pg.port}/", f":{free_port()}/")),
-                   config(secret_pg, DB_NAME="nosuchdb") if config is db_env else
-                   service_env(DATABASE_URL=secret_pg.url("nosuchdb"))):
+    for broken in (
+        config(secret_pg, DB_PORT=str(free_port()))
+        if config is db_env
+        else service_env(
+            DATABASE_URL=secret_pg.url("wikisecret").replace(f":{secret_pg.port}/", f":{free_port()}/")
+        ),
+        config(secret_pg, DB_NAME="nosuchdb")
+        if config is db_env
+        else service_env(DATABASE_URL=secret_pg.url("nosuchdb")),
+    ):
         for args in (("check-db",), ("db", "upgrade")):
             result = run_cli(*args, env=broken)
             assert result.returncode != 0
             assert_no_secret(result.stdout + result.stderr, f"failing `{' '.join(args)}`")
 
-    printed = run_python("from app.database import DATABASE_URL; print(DATABASE_URL); "
-                         "print(repr(DATABASE_URL))", config(secret_pg))
+    printed = run_python(
+        "from app.database import DATABASE_URL; print(DATABASE_URL); print(repr(DATABASE_URL))",
+        config(secret_pg),
+    )
     assert printed.returncode == 0, printed.stderr
     assert "***" in printed.stdout
     assert_no_secret(printed.stdout + printed.stderr, "the printed DATABASE_URL")
@@ -104,11 +118,16 @@ def test_password_absent_from_logs_errors_and_metrics_with_sql_echo(secret_pg, s
         with httpx.Client(base_url=server.base_url, timeout=30) as http:
             user = http.post("/users", json={"name": "echo"}).json()
             for method, path, kwargs in [
-                ("GET", f"/users/{user['id']}", {}), ("GET", "/users/999999", {}),
+                ("GET", f"/users/{user['id']}", {}),
+                ("GET", "/users/999999", {}),
                 ("POST", "/posts", {"json": {"user_id": 999999, "content": "x"}}),
-                ("POST", "/users", {"json": {"name": ""}}), ("GET", "/posts?cursor=%27%3B--", {}),
-                ("GET", "/posts?q=a%00b", {}), ("POST", "/users", {"content": b"\xff"}),
-                ("GET", "/readyz", {}), ("GET", "/metrics", {}), ("GET", "/", {}),
+                ("POST", "/users", {"json": {"name": ""}}),
+                ("GET", "/posts?cursor=%27%3B--", {}),
+                ("GET", "/posts?q=a%00b", {}),
+                ("POST", "/users", {"content": b"\xff"}),
+                ("GET", "/readyz", {}),
+                ("GET", "/metrics", {}),
+                ("GET", "/", {}),
                 ("GET", "/nowhere", {}),
             ]:
                 response = http.request(method, path, **kwargs)
@@ -136,7 +155,7 @@ INJECTIONS = [
     "'); DROP TABLE users; --",
     "1; DROP TABLE posts",
     "' OR '1'='1",
-    "\"; DELETE FROM users WHERE \"\"=\"",
+    '"; DELETE FROM users WHERE ""="',
     "$1) UNION SELECT version() --",
     "1' AND pg_sleep(5) --",
     "\\'; TRUNCATE posts; --",
@@ -165,10 +184,17 @@ async def test_sql_injection_in_every_query_and_path_parameter_is_rejected_or_da
     for text in INJECTIONS:
         quoted = urllib.parse.quote(text, safe="")
         for path, params in [
-            ("/posts", {"q": text}), ("/posts", {"cursor": text}), ("/users", {"cursor": text}),
-            ("/posts", {"user_id": text}), ("/posts", {"limit": text}), ("/users", {"limit": text}),
-            (f"/users/{user_id}/posts", {"cursor": text}), (f"/users/{quoted}", {}),
-            (f"/user/{quoted}", {}), (f"/posts/{quoted}", {}), (f"/users/{quoted}/posts", {}),
+            ("/posts", {"q": text}),
+            ("/posts", {"cursor": text}),
+            ("/users", {"cursor": text}),
+            ("/posts", {"user_id": text}),
+            ("/posts", {"limit": text}),
+            ("/users", {"limit": text}),
+            (f"/users/{user_id}/posts", {"cursor": text}),
+            (f"/users/{quoted}", {}),
+            (f"/user/{quoted}", {}),
+            (f"/posts/{quoted}", {}),
+            (f"/users/{quoted}/posts", {}),
         ]:
             response = await client.get(path, params=params)
             assert response.status_code in (200, 400, 404, 422), (path, params, response.text)
@@ -201,8 +227,10 @@ def _read_response(sock: socket.socket) -> bytes:
 def test_a_declared_10_mib_body_is_refused_before_it_is_sent(live):
     port = int(live.base_url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 10485760\r\n\r\n{\"name\":")  # 8 of 10 MiB bytes
+        sock.sendall(
+            b"POST /users HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 10485760\r\n\r\n{"name":'
+        )  # 8 of 10 MiB bytes
         started = time.monotonic()
         # The server must answer now: if it waited for the body, this recv times out (10 s).
         answer = _read_response(sock)

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -19,14 +19,14 @@ import pytest
 from tests.support.cli import SERVICE_DIR, run_cli, service_env
 from tests.support.sqlite_source import clean_source, make_source
 
+
 def env_for(url: str) -> dict[str, str]:
     return service_env(DATABASE_URL=url)
 
 
 def migrate(url: str, source: Path, *args: str) -> subprocess.CompletedProcess:
     report = source.with_suffix(".rejects.jsonl")
-    return run_cli("migrate-sqlite", str(source), "--reject-report", str(report), *args,
-                   env=env_for(url))
+    return run_cli("migrate-sqlite", str(source), "--reject-report", str(report), *args, env=env_for(url))
 
 
 def rejects(source: Path) -> dict[tuple[str, int], dict]:
@@ -51,31 +51,39 @@ def execute(url: str, sql: str) -> None:
 
 def schema_of(url: str) -> list[tuple]:
     """Indexes and constraints of users and posts, as PostgreSQL prints their definitions."""
-    indexes = query(url, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
-                         "AND tablename IN ('users', 'posts') ORDER BY 1")
-    constraints = query(url, "SELECT conname, pg_get_constraintdef(oid), convalidated "
-                             "FROM pg_constraint WHERE conrelid IN ('users'::regclass, "
-                             "'posts'::regclass) ORDER BY 1")
+    indexes = query(
+        url,
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+        "AND tablename IN ('users', 'posts') ORDER BY 1",
+    )
+    constraints = query(
+        url,
+        "SELECT conname, pg_get_constraintdef(oid), convalidated "
+        "FROM pg_constraint WHERE conrelid IN ('users'::regclass, "
+        "'posts'::regclass) ORDER BY 1",
+    )
     return [tuple(row) for row in indexes] + [tuple(row) for row in constraints]
 
 
 def search_statistics(url: str) -> dict[str, bool]:
     """Which of what a search's plan reads has planner statistics: posts.search (True when it
     has its most common words) and the bucket expression of posts_search_idx."""
-    rows = query(url, "SELECT tablename || '.' || attname, most_common_elems IS NOT NULL FROM pg_stats "
-                      "WHERE (tablename, attname) IN (('posts', 'search'), ('posts_search_idx', 'expr'))")
+    rows = query(
+        url,
+        "SELECT tablename || '.' || attname, most_common_elems IS NOT NULL FROM pg_stats "
+        "WHERE (tablename, attname) IN (('posts', 'search'), ('posts_search_idx', 'expr'))",
+    )
     return dict(rows)
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 # -- clean files ---------------------------------------------------------------------------
 
 
-def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
-        tmp_path, fresh_database, db_url):
+def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(tmp_path, fresh_database, db_url):
     source = make_source(
         tmp_path / "app.db",
         users=[
@@ -87,15 +95,16 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
             (7, "négative offset ✓", "2024-03-01 07:34:56.5-05:00"),
             (10, "x" * 200, "1999-12-31 23:59:59"),
         ],
-        posts=[(100, 1, "hello\\world\ttab\nnewline\rcr\x08\x0b\x0c", "2024-03-02 00:00:00"),
-               (205, 7, "y" * 100_000, "2024-03-02 00:00:00.123456")],
+        posts=[
+            (100, 1, "hello\\world\ttab\nnewline\rcr\x08\x0b\x0c", "2024-03-02 00:00:00"),
+            (205, 7, "y" * 100_000, "2024-03-02 00:00:00.123456"),
+        ],
     )
     url = fresh_database()
     result = migrate(url, source)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    users = {row["id"]: (row["name"], row["created_time"])
-             for row in query(url, "SELECT * FROM users")}
+    users = {row["id"]: (row["name"], row["created_time"]) for row in query(url, "SELECT * FROM users")}
     instant = utc(2024, 3, 1, 12, 34, 56)
     assert users[1] == ("naive", instant)
     assert users[2] == ("fraction", instant.replace(microsecond=789000))
@@ -104,8 +113,9 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
     assert users[5] == ("zulu and micro", instant.replace(microsecond=1))
     assert users[7] == ("négative offset ✓", instant.replace(microsecond=500000))
     assert users[10] == ("x" * 200, utc(1999, 12, 31, 23, 59, 59))
-    posts = {row["id"]: tuple(row) for row in
-             query(url, "SELECT id, user_id, content, created_time FROM posts")}
+    posts = {
+        row["id"]: tuple(row) for row in query(url, "SELECT id, user_id, content, created_time FROM posts")
+    }
     assert posts[100][1:3] == (1, "hello\\world\ttab\nnewline\rcr\x08\x0b\x0c")
     assert posts[205][1:] == (7, "y" * 100_000, utc(2024, 3, 2, 0, 0, 0, 123456))
     # The verification is printed and matches; the report is named and empty.
@@ -115,13 +125,16 @@ def test_clean_file_lands_exactly_with_ids_instants_sequences_and_schema(
     assert "reject report:" in result.stdout and "(0 rows)" in result.stdout
     # The identity sequences continue after the highest migrated id.
     assert query(url, "INSERT INTO users (name) VALUES ('next') RETURNING id")[0]["id"] == 11
-    assert query(url, "INSERT INTO posts (user_id, content) VALUES (1, 'next') RETURNING id"
-                 )[0]["id"] == 206
+    assert query(url, "INSERT INTO posts (user_id, content) VALUES (1, 'next') RETURNING id")[0]["id"] == 206
     # The fast path dropped and rebuilt indexes and the key: the schema is Alembic's.
     assert schema_of(url) == schema_of(db_url)
     # COPY filled posts.search, and ANALYZE ran after the search index was built.
-    assert query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
-                      "to_tsvector('simple', content)")[0][0] == 0
+    assert (
+        query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM to_tsvector('simple', content)")[
+            0
+        ][0]
+        == 0
+    )
     assert search_statistics(url) == {"posts.search": True, "posts_search_idx.expr": False}
 
 
@@ -141,13 +154,30 @@ def test_dirty_rows_are_rejected_with_reasons_and_original_values(tmp_path, fres
     ok = "2024-01-01 00:00:00"
     source = make_source(
         tmp_path / "app.db",
-        users=[(1, "good", ok), (2, None, ok), (3, 42, ok), (4, "", ok), (5, "n" * 201, ok),
-               (6, "ok name", None), (7, "ok name", "yesterday"), (8, "ok name", "2024-02-30 10:00:00"),
-               (9, "ok name", 1700000000), (10, "   ", ok),
-               (11, "ok", "2024-01-01 00:00:00.1234567")],
-        posts=[(1, 1, "fine", ok), (2, 999, "orphan", ok), (3, 2, "user 2 was rejected", ok),
-               (4, 1, None, ok), (5, 1, "", ok), (6, 1, "c" * 100_001, ok), (7, 1, "ok", "nope"),
-               (8, None, "no user", ok), (9, 1.5, "user id is real", ok)],
+        users=[
+            (1, "good", ok),
+            (2, None, ok),
+            (3, 42, ok),
+            (4, "", ok),
+            (5, "n" * 201, ok),
+            (6, "ok name", None),
+            (7, "ok name", "yesterday"),
+            (8, "ok name", "2024-02-30 10:00:00"),
+            (9, "ok name", 1700000000),
+            (10, "   ", ok),
+            (11, "ok", "2024-01-01 00:00:00.1234567"),
+        ],
+        posts=[
+            (1, 1, "fine", ok),
+            (2, 999, "orphan", ok),
+            (3, 2, "user 2 was rejected", ok),
+            (4, 1, None, ok),
+            (5, 1, "", ok),
+            (6, 1, "c" * 100_001, ok),
+            (7, 1, "ok", "nope"),
+            (8, None, "no user", ok),
+            (9, 1.5, "user id is real", ok),
+        ],
         raw_users=[
             "INSERT INTO users VALUES (20, CAST(x'41ff42' AS TEXT), '2024-01-01 00:00:00')",
             "INSERT INTO users VALUES (21, CAST(x'410042' AS TEXT), '2024-01-01 00:00:00')",
@@ -215,8 +245,7 @@ def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, fresh_data
     process reads them all, with the same reasons in the reject report."""
     ok = "2024-01-01 00:00:00"
     users = [(i, f"user {i}" if i % 501 else "", ok) for i in range(1, 3001)]
-    posts = [(i * 3 + i % 7, 1 + i % 3100, f"post {i}" if i % 997 else "", ok)
-             for i in range(1, 20001)]
+    posts = [(i * 3 + i % 7, 1 + i % 3100, f"post {i}" if i % 997 else "", ok) for i in range(1, 20001)]
     source = make_source(tmp_path / "app.db", users, posts)
     outcomes = []
     for batch_size in ("100", "100000"):  # 2 readers over 600 ranges; 1 reader
@@ -225,8 +254,9 @@ def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, fresh_data
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stdout.count(" match") == 2
         summary = [line for line in result.stdout.splitlines() if line.startswith(("  users", "  posts"))]
-        outcomes.append((summary, rejects(source),
-                         [tuple(row) for row in query(url, "SELECT * FROM posts ORDER BY id")]))
+        outcomes.append(
+            (summary, rejects(source), [tuple(row) for row in query(url, "SELECT * FROM posts ORDER BY id")])
+        )
     assert outcomes[0] == outcomes[1]
     good_users = {user_id for user_id, name, _ in users if name}
     landing = sorted(post_id for post_id, user_id, content, _ in posts if content and user_id in good_users)
@@ -237,8 +267,7 @@ def test_two_readers_by_id_range_give_what_one_reader_gives(tmp_path, fresh_data
 # -- reruns, conflicts, interruptions -------------------------------------------------------
 
 
-def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
-        tmp_path, fresh_database):
+def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(tmp_path, fresh_database):
     source = clean_source(tmp_path / "app.db", users=20, posts=40)
     url = fresh_database()
     assert migrate(url, source).returncode == 0
@@ -265,8 +294,9 @@ def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(
     assert found[("posts", 5)]["reason"].startswith("conflict")
     # Posts of user 3 would now belong to a different person: rejected, with the reason.
     posts_of_3 = [key for key in found if key[0] == "posts" and key[1] != 5]
-    assert posts_of_3 and all("user 3 was rejected: it conflicts" in found[key]["reason"]
-                              for key in posts_of_3)
+    assert posts_of_3 and all(
+        "user 3 was rejected: it conflicts" in found[key]["reason"] for key in posts_of_3
+    )
     assert query(url, "SELECT name FROM users WHERE id = 3")[0][0] == "user 3"
     assert query(url, "SELECT content FROM posts WHERE id = 5")[0][0] != "edited"
     assert query(url, "SELECT name FROM users WHERE id = 21")[0][0] == "new user"
@@ -280,17 +310,17 @@ def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, fresh_d
     """The sequences pass the source's highest ids even when those rows were rejected, so the
     rerun after the source is fixed lands them with their own ids, beside the rows the
     service created in between."""
-    source = make_source(tmp_path / "app.db",
-                         users=[(1, "ann", "2024-01-01 00:00:00"), (9, "", "2024-01-01 00:00:00")],
-                         posts=[(1, 1, "kept", "2024-01-01 00:00:00"),
-                                (7, 9, "of the rejected user", "2024-01-01 00:00:00")])
+    source = make_source(
+        tmp_path / "app.db",
+        users=[(1, "ann", "2024-01-01 00:00:00"), (9, "", "2024-01-01 00:00:00")],
+        posts=[(1, 1, "kept", "2024-01-01 00:00:00"), (7, 9, "of the rejected user", "2024-01-01 00:00:00")],
+    )
     url = fresh_database()
     first = migrate(url, source)
     assert first.returncode == 2, first.stdout + first.stderr
     assert set(rejects(source)) == {("users", 9), ("posts", 7)}
     assert query(url, "INSERT INTO users (name) VALUES ('new') RETURNING id")[0]["id"] == 10
-    assert query(url, "INSERT INTO posts (user_id, content) VALUES (1, 'new') RETURNING id"
-                 )[0]["id"] == 8
+    assert query(url, "INSERT INTO posts (user_id, content) VALUES (1, 'new') RETURNING id")[0]["id"] == 8
 
     db = sqlite3.connect(source)
     db.execute("UPDATE users SET name = 'bob' WHERE id = 9")
@@ -299,9 +329,15 @@ def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, fresh_d
     fixed = migrate(url, source)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert [tuple(r) for r in query(url, "SELECT id, name FROM users ORDER BY id")] == [
-        (1, "ann"), (9, "bob"), (10, "new")]
+        (1, "ann"),
+        (9, "bob"),
+        (10, "new"),
+    ]
     assert [tuple(r) for r in query(url, "SELECT id, user_id FROM posts ORDER BY id")] == [
-        (1, 1), (7, 9), (8, 1)]
+        (1, 1),
+        (7, 9),
+        (8, 1),
+    ]
 
 
 @pytest.mark.parametrize("path", ["fast", "staged"])
@@ -311,15 +347,33 @@ def test_killed_run_then_rerun_lands_everything_exactly_once(tmp_path, fresh_dat
     if path == "staged":  # one identical row already there: the staged path is taken
         execute(url, "SELECT 1")
         first = subprocess.run(
-            [sys.executable, "-m", "app.cli", "db", "upgrade"], cwd=SERVICE_DIR, env=env_for(url),
-            capture_output=True, text=True, timeout=120)
+            [sys.executable, "-m", "app.cli", "db", "upgrade"],
+            cwd=SERVICE_DIR,
+            env=env_for(url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert first.returncode == 0, first.stderr
         execute(url, "INSERT INTO users VALUES (1, 'user 1', '2024-01-02 10:00:01+00')")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "migrate-sqlite", str(source), "--batch-size", "100",
-         "--reject-report", str(tmp_path / "r.jsonl")],
-        cwd=SERVICE_DIR, env=env_for(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "migrate-sqlite",
+            str(source),
+            "--batch-size",
+            "100",
+            "--reject-report",
+            str(tmp_path / "r.jsonl"),
+        ],
+        cwd=SERVICE_DIR,
+        env=env_for(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("posts: "):
             break  # mid-COPY of posts
@@ -330,12 +384,28 @@ def test_killed_run_then_rerun_lands_everything_exactly_once(tmp_path, fresh_dat
     assert landed < 30000  # it really was interrupted
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "app.cli", "migrate-sqlite", str(source),
-         "--reject-report", str(tmp_path / "r.jsonl")],
-        cwd=SERVICE_DIR, env=env_for(url), capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "migrate-sqlite",
+            str(source),
+            "--reject-report",
+            str(tmp_path / "r.jsonl"),
+        ],
+        cwd=SERVICE_DIR,
+        env=env_for(url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert query(url, "SELECT count(*), count(DISTINCT id), max(id) FROM users")[0][:] == (3000, 3000, 3000)
-    assert query(url, "SELECT count(*), count(DISTINCT id), max(id) FROM posts")[0][:] == (30000, 30000, 30000)
+    assert query(url, "SELECT count(*), count(DISTINCT id), max(id) FROM posts")[0][:] == (
+        30000,
+        30000,
+        30000,
+    )
     assert rerun.stdout.count(" match") == 2
     assert schema_of(url) == schema_of(db_url)
 
@@ -353,8 +423,7 @@ def test_killed_after_commit_before_indexes_is_repaired(tmp_path, fresh_database
     assert schema_of(url) == schema_of(db_url)
 
 
-def test_search_index_later_then_built_while_the_service_serves(
-        tmp_path, fresh_database, db_url, serve):
+def test_search_index_later_then_built_while_the_service_serves(tmp_path, fresh_database, db_url, serve):
     source = clean_source(tmp_path / "app.db")
     url = fresh_database()
     result = migrate(url, source, "--search-index", "later")
@@ -365,9 +434,15 @@ def test_search_index_later_then_built_while_the_service_serves(
     assert schema_of(url) == [part for part in schema_of(db_url) if part[0] != "posts_search_idx"]
     assert search_statistics(url) == {"posts.search": False}  # ANALYZEd before the fill
     # The trigger, dropped for the COPY, is back: the service's posts get their tsvector.
-    assert query(url, "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
-                      "AND NOT tgisinternal") == query(db_url, "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-                                                       "WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal")
+    assert query(
+        url,
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
+        "AND NOT tgisinternal",
+    ) == query(
+        db_url,
+        "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+        "WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal",
+    )
 
     server = serve(env_for(url))
     search = httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
@@ -379,12 +454,17 @@ def test_search_index_later_then_built_while_the_service_serves(
     assert built.returncode == 0, built.stdout + built.stderr
     assert "built posts_search_idx in" in built.stdout
     assert schema_of(url) == schema_of(db_url)
-    assert query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM "
-                      "to_tsvector('simple', content)")[0][0] == 0
+    assert (
+        query(url, "SELECT count(*) FROM posts WHERE search IS DISTINCT FROM to_tsvector('simple', content)")[
+            0
+        ][0]
+        == 0
+    )
     assert search_statistics(url) == {"posts.search": True, "posts_search_idx.expr": False}
     deadline = time.monotonic() + 30  # the service looks again every SEARCH_INDEX_RECHECK_SECONDS
-    while (search := httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
-           ).status_code == 503 and time.monotonic() < deadline:
+    while (
+        search := httpx.get(f"{server.base_url}/posts", params={"q": "post"}, timeout=10)
+    ).status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert search.status_code == 200 and len(search.json()["items"]) == 20
 
@@ -399,8 +479,10 @@ def test_build_indexes_replaces_an_invalid_leftover(tmp_path, fresh_database, db
     # What a CREATE INDEX CONCURRENTLY that died leaves: an invalid index under the name.
     with pytest.raises(asyncpg.UniqueViolationError):
         execute(url, "CREATE UNIQUE INDEX CONCURRENTLY posts_search_idx ON posts (user_id)")
-    assert query(url, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                      "'posts_search_idx'::regclass")[0][0] is False
+    assert (
+        query(url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'posts_search_idx'::regclass")[0][0]
+        is False
+    )
     built = run_cli("db", "build-indexes", env=env_for(url))
     assert built.returncode == 0, built.stdout + built.stderr
     assert schema_of(url) == schema_of(db_url)
@@ -487,39 +569,92 @@ def read_everything(path: Path, batch_size: int) -> tuple[bytes, bytes, list[dic
     posts = list(source.read_rows(db, "posts", batch_size, ids))
     db.close()
     rejects = [reject.as_json() for batch in users + posts for reject in batch.rejects]
-    return (b"".join(b.tuples for b in users), b"".join(b.tuples for b in posts), rejects,
-            sum(b.good for b in posts))
+    return (
+        b"".join(b.tuples for b in users),
+        b"".join(b.tuples for b in posts),
+        rejects,
+        sum(b.good for b in posts),
+    )
 
 
 def test_batch_checks_agree_with_the_row_by_row_checks(tmp_path, monkeypatch):
     """The batch-at-a-time fast path gives exactly the lines and rejects of the slow path."""
-    def ok(i: int) -> str:  # plenty of instants, to check SQLite's and Python's arithmetic agree
-        return f"{1 + i * 37 % 9999:04d}-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:{i * 7 % 60:02d}"
 
-    weird = ["plain", "tab\there", "back\\slash", "new\nline", "ünïcödé ✓", "😀" * 3,
-             "a" * 200, "a" * 201, "é" * 200, "é" * 201, "", "nul\x00", "\r\x08\x0b\x0c"]
-    users = [(i, weird[i % len(weird)] if i % 97 == 0 else f"user {i}",
-              ok(i) if i % 89 else "2024-01-01T00:00:00.5+01:00") for i in range(1, 3001)]
+    def ok(i: int) -> str:  # plenty of instants, to check SQLite's and Python's arithmetic agree
+        date = f"{1 + i * 37 % 9999:04d}-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        return f"{date} {i % 24:02d}:{i % 60:02d}:{i * 7 % 60:02d}"
+
+    weird = [
+        "plain",
+        "tab\there",
+        "back\\slash",
+        "new\nline",
+        "ünïcödé ✓",
+        "😀" * 3,
+        "a" * 200,
+        "a" * 201,
+        "é" * 200,
+        "é" * 201,
+        "",
+        "nul\x00",
+        "\r\x08\x0b\x0c",
+    ]
+    users = [
+        (
+            i,
+            weird[i % len(weird)] if i % 97 == 0 else f"user {i}",
+            ok(i) if i % 89 else "2024-01-01T00:00:00.5+01:00",
+        )
+        for i in range(1, 3001)
+    ]
     # Texts SQLite's date functions take but normalise, or that are not the canonical form.
-    edges = ["bad", "0000-01-01 00:00:00", "0001-01-01 00:00:00", "9999-12-31 23:59:59",
-             "2023-02-29 00:00:00", "2024-02-29 12:00:00", "2023-04-31 00:00:00",
-             "2023-01-01 24:00:00", "2023-13-01 00:00:00", "2023-00-10 00:00:00",
-             "2023-01-00 00:00:00", "2023-01-01 00:60:00", "2023-01-01 00:00:60",
-             "2024-01-01 00:00:00Z", "2024-01-01 00:00:00.000", " 2024-01-01 00:00:00",
-             "2024-01-01  00:00:00", "2024-1-01 00:00:00", "2460000.5", "now"]
-    posts = [(i, 1 + (i * 7) % 3100, weird[i % len(weird)] * (1 + i % 3),
-              ok(i) if i % 83 else edges[i // 83 % len(edges)]) for i in range(1, 20001)]
-    source = make_source(tmp_path / "app.db", users, posts, raw_posts=[
-        "INSERT INTO posts VALUES (20001, CAST(x'c328' AS TEXT), 5, '2024-01-01 00:00:00')",
-        "INSERT INTO posts VALUES (20002, 'real user id', 5.0, '2024-01-01 00:00:00')",
-        "INSERT INTO posts VALUES (20003, 'text user id', '5', '2024-01-01 00:00:00')",
-        "INSERT INTO posts VALUES (20004, 'negative user', -3, '2024-01-01 00:00:00')",
-        "INSERT INTO posts VALUES (20005, printf('%.*c', 100001, 'c'), 5, '2024-01-01 00:00:00')",
-        "INSERT INTO posts VALUES (20006, 'integer time', 5, 1700000000)",
-        "INSERT INTO posts VALUES (20007, 'real time', 5, 2460000.5)",
-        "INSERT INTO posts VALUES (20008, 'blob time', 5, CAST('2024-01-01 00:00:00' AS BLOB))",
-        "INSERT INTO posts VALUES (20009, CAST('blob content' AS BLOB), 5, '2024-01-01 00:00:00')",
-    ])
+    edges = [
+        "bad",
+        "0000-01-01 00:00:00",
+        "0001-01-01 00:00:00",
+        "9999-12-31 23:59:59",
+        "2023-02-29 00:00:00",
+        "2024-02-29 12:00:00",
+        "2023-04-31 00:00:00",
+        "2023-01-01 24:00:00",
+        "2023-13-01 00:00:00",
+        "2023-00-10 00:00:00",
+        "2023-01-00 00:00:00",
+        "2023-01-01 00:60:00",
+        "2023-01-01 00:00:60",
+        "2024-01-01 00:00:00Z",
+        "2024-01-01 00:00:00.000",
+        " 2024-01-01 00:00:00",
+        "2024-01-01  00:00:00",
+        "2024-1-01 00:00:00",
+        "2460000.5",
+        "now",
+    ]
+    posts = [
+        (
+            i,
+            1 + (i * 7) % 3100,
+            weird[i % len(weird)] * (1 + i % 3),
+            ok(i) if i % 83 else edges[i // 83 % len(edges)],
+        )
+        for i in range(1, 20001)
+    ]
+    source = make_source(
+        tmp_path / "app.db",
+        users,
+        posts,
+        raw_posts=[
+            "INSERT INTO posts VALUES (20001, CAST(x'c328' AS TEXT), 5, '2024-01-01 00:00:00')",
+            "INSERT INTO posts VALUES (20002, 'real user id', 5.0, '2024-01-01 00:00:00')",
+            "INSERT INTO posts VALUES (20003, 'text user id', '5', '2024-01-01 00:00:00')",
+            "INSERT INTO posts VALUES (20004, 'negative user', -3, '2024-01-01 00:00:00')",
+            "INSERT INTO posts VALUES (20005, printf('%.*c', 100001, 'c'), 5, '2024-01-01 00:00:00')",
+            "INSERT INTO posts VALUES (20006, 'integer time', 5, 1700000000)",
+            "INSERT INTO posts VALUES (20007, 'real time', 5, 2460000.5)",
+            "INSERT INTO posts VALUES (20008, 'blob time', 5, CAST('2024-01-01 00:00:00' AS BLOB))",
+            "INSERT INTO posts VALUES (20009, CAST('blob content' AS BLOB), 5, '2024-01-01 00:00:00')",
+        ],
+    )
     fast = read_everything(source, 1000)
     from app.sqlite_import import source as reader
 

@@ -19,8 +19,14 @@ async def test_upgrade_stores_the_timeout_for_its_own_role_and_database(password
     await create_database(password_server.url(), database, owner=role)
 
     def url(name: str) -> str:
-        return URL.create("postgresql", username=role, password=APP_PASSWORD, host=password_server.host,
-                          port=password_server.port, database=name).render_as_string(hide_password=False)
+        return URL.create(
+            "postgresql",
+            username=role,
+            password=APP_PASSWORD,
+            host=password_server.host,
+            port=password_server.port,
+            database=name,
+        ).render_as_string(hide_password=False)
 
     async def timeout_in(name: str) -> str:
         conn = await asyncpg.connect(url(name))

@@ -55,12 +55,18 @@ async def test_metrics_exposition(client):
     response = await client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    for name in ("users_created_total", "posts_created_total", "http_requests_total",
-                 "http_request_duration_seconds_bucket", "db_pool_size", "db_pool_checked_out"):
+    for name in (
+        "users_created_total",
+        "posts_created_total",
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "db_pool_size",
+        "db_pool_checked_out",
+    ):
         assert re.search(rf"^{name}[ {{]", text, re.M), name
     assert 'route="/user/{id}"' in text
     assert 'route="/users/{id}"' in text
-    assert "/user/1" not in text and "/users/2\"" not in text and "12345" not in text
+    assert "/user/1" not in text and '/users/2"' not in text and "12345" not in text
     assert 'route="unmatched"' in text
 
 
@@ -69,8 +75,8 @@ async def test_request_id_is_returned_and_propagated(client):
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"
-    hostile = await client.get("/healthz", headers={"x-request-id": "a\"b{}" * 50})
-    assert hostile.headers["x-request-id"] != "a\"b{}" * 50
+    hostile = await client.get("/healthz", headers={"x-request-id": 'a"b{}' * 50})
+    assert hostile.headers["x-request-id"] != 'a"b{}' * 50
 
 
 async def test_docs_need_no_cdn(client):

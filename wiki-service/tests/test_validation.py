@@ -73,26 +73,30 @@ async def test_bad_user_id_in_post_body(client, user_id):
     assert_clean_error(await client.post("/posts", json={"user_id": user_id, "content": "x"}), 422)
 
 
-@pytest.mark.parametrize("body", [
-    '{"name": ',
-    "not json at all",
-    "[]",
-    "null",
-    '"just a string"',
-    '{"name": 12}',
-    '{"name": ["a"]}',
-    '{"name": null}',
-    "{}",
-    '{"nom": "x"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": ',
+        "not json at all",
+        "[]",
+        "null",
+        '"just a string"',
+        '{"name": 12}',
+        '{"name": ["a"]}',
+        '{"name": null}',
+        "{}",
+        '{"nom": "x"}',
+    ],
+)
 async def test_malformed_json_and_wrong_types(client, body):
     response = await client.post("/users", content=body, headers={"content-type": "application/json"})
     assert_clean_error(response, 422)
 
 
 async def test_invalid_utf8_body_is_refused(client):
-    response = await client.post("/users", content=b'{"name": "\xff\xfe"}',
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/users", content=b'{"name": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
     assert response.status_code in (400, 422)
     assert "detail" in response.json()
 
@@ -122,23 +126,27 @@ async def test_chunked_bodies_over_the_limit_are_refused(client):
 
 
 async def test_bad_content_length_is_400(client):
-    response = await client.post("/users", content=b"{}", headers={
-        "content-type": "application/json", "content-length": "abc"})
+    response = await client.post(
+        "/users", content=b"{}", headers={"content-type": "application/json", "content-length": "abc"}
+    )
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize("params", [
-    {"cursor": "not-a-cursor"},
-    {"cursor": "djE6LTU"},  # v1:-5
-    {"cursor": "djI6MTA"},  # v2:10
-    {"cursor": "x" * 65},
-    {"limit": "ten"},
-    {"user_id": "-3"},
-    {"user_id": str(2**63)},
-    {"q": ""},
-    {"q": "x" * 201},
-    {"q": "nul\x00"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "not-a-cursor"},
+        {"cursor": "djE6LTU"},  # v1:-5
+        {"cursor": "djI6MTA"},  # v2:10
+        {"cursor": "x" * 65},
+        {"limit": "ten"},
+        {"user_id": "-3"},
+        {"user_id": str(2**63)},
+        {"q": ""},
+        {"q": "x" * 201},
+        {"q": "nul\x00"},
+    ],
+)
 async def test_bad_list_parameters(client, params):
     response = await client.get("/posts", params=params)
     assert response.status_code in (400, 422), response.text

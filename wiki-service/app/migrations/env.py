@@ -53,8 +53,9 @@ def store_statement_timeout(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    connectable = create_async_engine(settings.url, poolclass=pool.NullPool,
-                                      connect_args=connect_args(settings))
+    connectable = create_async_engine(
+        settings.url, poolclass=pool.NullPool, connect_args=connect_args(settings)
+    )
     try:
         async with connectable.connect() as connection:
             await connection.run_sync(do_run_migrations)

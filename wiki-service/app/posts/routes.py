@@ -48,25 +48,46 @@ async def list_posts(
     q: Annotated[
         SearchQuery | None, Query(description='Full-text search: words, "a phrase", or, -word.')
     ] = None,
-    order: Annotated[Literal["newest", "relevance"], Query(
-        description="`relevance` (needs q): the newest SEARCH_RANK_CANDIDATES (1,000) matches, "
-                    "most relevant first.")] = "newest",
+    order: Annotated[
+        Literal["newest", "relevance"],
+        Query(
+            description="`relevance` (needs q): the newest SEARCH_RANK_CANDIDATES (1,000) matches, "
+            "most relevant first."
+        ),
+    ] = "newest",
 ) -> JSON:
     """Posts, newest first, optionally one user's or those matching a full-text search."""
     if order == "relevance":
         if q is None:
-            raise RequestValidationError([{"loc": ("query", "order"), "type": "missing",
-                                           "msg": "order=relevance needs a search query q"}])
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "order"),
+                        "type": "missing",
+                        "msg": "order=relevance needs a search query q",
+                    }
+                ]
+            )
         below, after = BIGINT_MAX, None
         if cursor is not None:
             below, rank, last_id = decode_ranked_cursor(cursor)
             after = (rank, last_id)
         below, ranked = await service.search_by_relevance(
-            db=db, search_gate=search_gate, query=q, below=below, after=after, limit=limit + 1,
-            user_id=user_id)
+            db=db,
+            search_gate=search_gate,
+            query=q,
+            below=below,
+            after=after,
+            limit=limit + 1,
+            user_id=user_id,
+        )
         return JSON(ranked_page(ranked, limit, below=below))
     posts = await service.list_page(
-        db=db, before_id=decode_cursor(cursor), limit=limit + 1, user_id=user_id, query=q,
+        db=db,
+        before_id=decode_cursor(cursor),
+        limit=limit + 1,
+        user_id=user_id,
+        query=q,
         search_gate=search_gate,
     )
     return JSON(page(posts, limit, key="post_id"))
@@ -78,9 +99,7 @@ async def read_post(db: DatabaseDep, post_id: PostId) -> JSON:
     return JSON(await service.get(db=db, post_id=post_id))
 
 
-@router.get(
-    "/users/{id}/posts", response_model=Page[PostOut], responses=error_responses(400, 404, 422)
-)
+@router.get("/users/{id}/posts", response_model=Page[PostOut], responses=error_responses(400, 404, 422))
 async def list_user_posts(
     db: DatabaseDep, user_id: UserId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> JSON:

@@ -47,8 +47,10 @@ COLUMNS = "id, content, user_id, created_time"
 TSQUERY = f"websearch_to_tsquery('{SEARCH_CONFIG}', $2)"
 # force_custom_plan: a prepared search must be planned for its own words and cursor, never
 # from a generic plan that guessed them. No JIT: compiling costs more than these queries.
-SEARCH_SETTINGS = ("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off; "
-                   "SET LOCAL max_parallel_workers_per_gather = 0")
+SEARCH_SETTINGS = (
+    "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off; "
+    "SET LOCAL max_parallel_workers_per_gather = 0"
+)
 
 # $1 the id to search below, $2 the query, $3 the user or NULL, $4 how many; the probe's $5 is
 # how many posts it reads. Custom plans fold `$3 IS NULL` away, so each search is planned for
@@ -69,8 +71,9 @@ PROBE_SQL = f"""
     LEFT JOIN hits ON true
     ORDER BY hits.id DESC"""
 
-WALK_SQL = (f"SELECT {COLUMNS} FROM posts WHERE id < $1 AND {USER} AND search @@ {TSQUERY} "
-            f"ORDER BY id DESC LIMIT $4")
+WALK_SQL = (
+    f"SELECT {COLUMNS} FROM posts WHERE id < $1 AND {USER} AND search @@ {TSQUERY} ORDER BY id DESC LIMIT $4"
+)
 # Every match below $1 (few, by the estimate) from one GIN bitmap, then the user's: the user's
 # index would cost as many of their posts as there are, however rare the words.
 SPARSE_SQL = f"""
@@ -97,8 +100,10 @@ BUCKETS_SQL = f"""
     LIMIT $4"""
 ESTIMATE_SQL = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts WHERE id < $1 AND search @@ {TSQUERY}"
 # Normalization 1 divides by 1 + log(length): a long post does not win by length alone.
-RANK_SQL = (f"SELECT id, ts_rank(search, {TSQUERY}, 1) AS rank "
-            f"FROM unnest($1::bigint[]) AS candidate(id) JOIN posts USING (id)")
+RANK_SQL = (
+    f"SELECT id, ts_rank(search, {TSQUERY}, 1) AS rank "
+    f"FROM unnest($1::bigint[]) AS candidate(id) JOIN posts USING (id)"
+)
 
 
 async def newest_matches(
@@ -117,8 +122,15 @@ async def newest_matches(
     probe_rows and sparse_rows are the plan's thresholds (tests force each plan with them).
     """
     async with _search_transaction(conn, timeout_ms):
-        return await _newest(conn, query=query, before_id=before_id, limit=limit, user_id=user_id,
-                             probe_rows=probe_rows, sparse_rows=sparse_rows)
+        return await _newest(
+            conn,
+            query=query,
+            before_id=before_id,
+            limit=limit,
+            user_id=user_id,
+            probe_rows=probe_rows,
+            sparse_rows=sparse_rows,
+        )
 
 
 async def most_relevant(

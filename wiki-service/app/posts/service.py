@@ -79,19 +79,21 @@ async def list_page(
         async with search_gate.turn(), db.checkout() as conn:
             if not await _search_index_valid(conn):
                 raise SearchIndexBuilding
-            rows = await newest_matches(conn, query=query, before_id=before_id, limit=limit,
-                                        user_id=user_id,
-                                        timeout_ms=db.settings.search_statement_timeout_ms)
+            rows = await newest_matches(
+                conn,
+                query=query,
+                before_id=before_id,
+                limit=limit,
+                user_id=user_id,
+                timeout_ms=db.settings.search_statement_timeout_ms,
+            )
         return [_post(row) for row in rows]
     conditions, args = ["id < $1"], [before_id]
     if user_id is not None:
         args.append(user_id)
         conditions.append(f"user_id = ${len(args)}")
     args.append(limit)
-    sql = (
-        f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} "
-        f"ORDER BY id DESC LIMIT ${len(args)}"
-    )
+    sql = f"SELECT {_COLUMNS} FROM posts WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT ${len(args)}"
     async with db.checkout() as conn:
         rows = await conn.fetch(sql, *args)
     return [_post(row) for row in rows]
@@ -112,9 +114,15 @@ async def search_by_relevance(
         if not await _search_index_valid(conn):
             raise SearchIndexBuilding
         below, ranked = await most_relevant(
-            conn, query=query, below=below, after=after, limit=limit, user_id=user_id,
+            conn,
+            query=query,
+            below=below,
+            after=after,
+            limit=limit,
+            user_id=user_id,
             candidates=db.settings.search_rank_candidates,
-            timeout_ms=db.settings.search_statement_timeout_ms)
+            timeout_ms=db.settings.search_statement_timeout_ms,
+        )
     return below, [(_post(row), rank) for row, rank in ranked]
 
 

@@ -41,10 +41,14 @@ class Options:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:
         """The options of `wiki-service migrate-sqlite` (app/cli.py)."""
-        return cls(source=args.source,
-                   reject_report=Path(args.reject_report or f"{args.source}.rejects.jsonl"),
-                   dry_run=args.dry_run, batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
-                   search_index=args.search_index, progress=args.progress)
+        return cls(
+            source=args.source,
+            reject_report=Path(args.reject_report or f"{args.source}.rejects.jsonl"),
+            dry_run=args.dry_run,
+            batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+            search_index=args.search_index,
+            progress=args.progress,
+        )
 
 
 @dataclass
@@ -84,10 +88,14 @@ class Migration:
         conn = await load.connect(self.dsn)
         try:
             # The secondary indexes this run builds: the search index only with --search-index now.
-            indexes = [name for name in SECONDARY_INDEXES
-                       if name != SEARCH_INDEX or self.options.search_index == "now"]
-            missing = [part for part in await load.missing_schema_parts(conn)
-                       if part in (*indexes, FOREIGN_KEY)]
+            indexes = [
+                name
+                for name in SECONDARY_INDEXES
+                if name != SEARCH_INDEX or self.options.search_index == "now"
+            ]
+            missing = [
+                part for part in await load.missing_schema_parts(conn) if part in (*indexes, FOREIGN_KEY)
+            ]
             if missing:  # a previous run died between its commit and its index builds
                 print(f"rebuilding after an interrupted run: {', '.join(missing)}", flush=True)
                 await load.build_schema_parts(self.dsn, missing)
@@ -143,8 +151,9 @@ class Migration:
                         yield batch.tuples
                 yield copy_binary.TRAILER
 
-            await conn.copy_to_table(table, source=stream(), columns=copy_binary.COLUMNS[table],
-                                     format="binary", freeze=True)
+            await conn.copy_to_table(
+                table, source=stream(), columns=copy_binary.COLUMNS[table], format="binary", freeze=True
+            )
             if table == "users":  # an empty target refuses nobody
                 await self.readers.start_posts({})
 
@@ -162,16 +171,21 @@ class Migration:
                 if conflicts:
                     tuples = copy_binary.drop_tuples(tuples, {row["id"] for row in conflicts})
                     for row in conflicts:
-                        self.report.write({
-                            "table": table, "id": row["id"],
-                            "reason": "conflict: PostgreSQL already has a different row with "
-                                      "this id; it was not overwritten",
-                            "values": load.record_values(row, "source", table),
-                            "target": load.record_values(row, "target", table),
-                        }, conflict=True)
+                        self.report.write(
+                            {
+                                "table": table,
+                                "id": row["id"],
+                                "reason": "conflict: PostgreSQL already has a different row with "
+                                "this id; it was not overwritten",
+                                "values": load.record_values(row, "source", table),
+                                "target": load.record_values(row, "target", table),
+                            },
+                            conflict=True,
+                        )
                         if table == "users":
                             conflicting[row["id"]] = (
-                                "it conflicts with a different user already in PostgreSQL")
+                                "it conflicts with a different user already in PostgreSQL"
+                            )
                 stats.checksum.update(tuples)
                 stats.inserted += inserted
                 stats.already += batch.good - inserted - len(conflicts)
@@ -191,9 +205,14 @@ class Migration:
 
     def summary(self) -> int:
         return print_summary(
-            self.report, self.stats, dry_run=self.options.dry_run, fast=self.fast,
-            sequences=self.sequences, timings=self.timings,
-            search_index_left=SEARCH_INDEX if self.options.search_index == "later" else None)
+            self.report,
+            self.stats,
+            dry_run=self.options.dry_run,
+            fast=self.fast,
+            sequences=self.sequences,
+            timings=self.timings,
+            search_index_left=SEARCH_INDEX if self.options.search_index == "later" else None,
+        )
 
 
 def run(options: Options) -> int:
@@ -210,20 +229,21 @@ def run(options: Options) -> int:
     async def probe() -> str:
         conn = await load.connect(dsn)
         try:
-            return await conn.fetchval("SHOW server_encoding")
+            encoding: str = await conn.fetchval("SHOW server_encoding")
+            return encoding
         finally:
             await conn.close()
 
     try:
         encoding = asyncio.run(probe())
-    except Exception as error:  # noqa: BLE001 - any failure to connect is one line
+    except Exception as error:
         fail(f"cannot connect to PostgreSQL at {where}: {describe(error)}")
     if encoding != "UTF8":
         fail(f"the database {where} has encoding {encoding}; it must be UTF8")
     if not options.dry_run:
         try:
             upgrade_to_head()
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             fail(f"migration of the schema of {where} failed: {describe(error)}")
 
     try:
@@ -235,7 +255,7 @@ def run(options: Options) -> int:
         asyncio.run(migration.run())
     except ImportFailed as error:
         fail(f"{error} (target {where})")
-    except Exception as error:  # noqa: BLE001 - e.g. the connection dropped mid-load
+    except Exception as error:
         fail(f"migrating into {where} failed: {describe(error)}")
     finally:
         readers.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 TRAILER = b"\xff\xff"
@@ -26,7 +27,7 @@ _USER_HEAD = struct.Struct(">hiqiqi")  # 3 fields; id; created_time; name's leng
 _POST_HEAD = struct.Struct(">hiqiqiqi")  # 4 fields; id; user_id; created_time; content's length
 
 
-def user_tuples(rows: Iterable[tuple]) -> bytes:
+def user_tuples(rows: Iterable[tuple[Any, ...]]) -> bytes:
     """COPY binary tuples of (id, microseconds, name) rows."""
     head = _USER_HEAD.pack
     out: list[bytes] = []
@@ -37,7 +38,7 @@ def user_tuples(rows: Iterable[tuple]) -> bytes:
     return b"".join(out)
 
 
-def post_tuples(rows: Iterable[tuple]) -> bytes:
+def post_tuples(rows: Iterable[tuple[Any, ...]]) -> bytes:
     """COPY binary tuples of (id, user_id, microseconds, content) rows."""
     head = _POST_HEAD.pack
     out: list[bytes] = []
@@ -65,4 +66,3 @@ def drop_tuples(tuples: bytes, ids: set[int]) -> bytes:
         if row_id not in ids:
             kept.append(tuples[start:offset])
     return b"".join(kept)
-

@@ -52,10 +52,11 @@ async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
 
 async def key_is_valid(conn: asyncpg.Connection) -> bool | None:
     """True when the foreign key is validated, False when it is NOT VALID, None when absent."""
-    return await conn.fetchval(
+    valid: bool | None = await conn.fetchval(
         "SELECT convalidated FROM pg_constraint WHERE conrelid = 'posts'::regclass AND conname = $1",
         FOREIGN_KEY,
     )
+    return valid
 
 
 async def missing_schema_parts(conn: asyncpg.Connection) -> list[str]:
@@ -111,25 +112,28 @@ async def begin_fast_load(conn: asyncpg.Connection, *, fill_search: bool) -> lis
     multi-row inserts.
     """
     await conn.execute("LOCK TABLE users, posts IN ACCESS EXCLUSIVE MODE")
-    empty = await conn.fetchval(
-        "SELECT NOT EXISTS (SELECT FROM users) AND NOT EXISTS (SELECT FROM posts)"
-    )
+    empty = await conn.fetchval("SELECT NOT EXISTS (SELECT FROM users) AND NOT EXISTS (SELECT FROM posts)")
     if not empty:
         return None
     # TRUNCATE (of empty tables) in this transaction lets COPY write frozen rows.
     await conn.execute("TRUNCATE users, posts")
     await conn.execute(f"ALTER TABLE posts DROP CONSTRAINT {FOREIGN_KEY}")
     for table in PRIMARY_KEY_DDL:
-        key = await conn.fetchval("SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass "
-                                  "AND contype = 'p'", table)
+        key = await conn.fetchval(
+            "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'", table
+        )
         await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key}")
     for name in SECONDARY_INDEXES:
         await conn.execute(f"DROP INDEX IF EXISTS {name}")  # absent when a fill was left for later
     restore = []
     if not fill_search:
-        restore.append(await conn.fetchval(
-            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
-            "AND tgname = $1", SEARCH_TRIGGER))
+        restore.append(
+            await conn.fetchval(
+                "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
+                "AND tgname = $1",
+                SEARCH_TRIGGER,
+            )
+        )
         await conn.execute(f"DROP TRIGGER {SEARCH_TRIGGER} ON posts")
     return restore
 
@@ -154,8 +158,7 @@ class Staging:
     async def create(self) -> None:
         for table in COLUMNS:
             await self.conn.execute(
-                f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS) "
-                f"ON COMMIT DELETE ROWS"
+                f"CREATE TEMP TABLE stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             await self.conn.execute(f"CREATE TEMP TABLE landed_{table} (id bigint PRIMARY KEY)")
 
@@ -166,11 +169,13 @@ class Staging:
         differs = " OR ".join(f"t.{c} IS DISTINCT FROM s.{c}" for c in columns[1:])
         async with self.conn.transaction():
             await self.conn.copy_to_table(
-                f"stage_{table}", source=io.BytesIO(HEADER + tuples + TRAILER),
-                columns=columns, format="binary")
+                f"stage_{table}",
+                source=io.BytesIO(HEADER + tuples + TRAILER),
+                columns=columns,
+                format="binary",
+            )
             status = await self.conn.execute(
-                f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} "
-                f"ON CONFLICT (id) DO NOTHING"
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} ON CONFLICT (id) DO NOTHING"
             )
             conflicts = await self.conn.fetch(
                 f"SELECT s.id, {', '.join(f's.{c}::text AS source_{c}' for c in columns[1:])}, "
@@ -185,8 +190,9 @@ class Staging:
         return int(status.split()[-1]), conflicts
 
 
-async def set_sequences(conn: asyncpg.Connection,
-                        source_highest: dict[str, int | None]) -> dict[str, int | None]:
+async def set_sequences(
+    conn: asyncpg.Connection, source_highest: dict[str, int | None]
+) -> dict[str, int | None]:
     """Move each identity sequence past the highest id in the table and in the source, so
     that the API's next row collides with no row that is, or will be, migrated."""
     result: dict[str, int | None] = {}
@@ -219,8 +225,8 @@ async def read_back(conn: asyncpg.Connection, table: str, whole_table: bool) -> 
         if skip:
             chunk, skip = chunk[skip:], max(0, skip - len(chunk))
         chunk = held + chunk
-        digest.update(chunk[:-len(TRAILER)])
-        held = chunk[-len(TRAILER):]
+        digest.update(chunk[: -len(TRAILER)])
+        held = chunk[-len(TRAILER) :]
 
     status = await conn.copy_from_query(
         f"SELECT {names} FROM {table} t{join} ORDER BY t.id", output=take, format="binary"

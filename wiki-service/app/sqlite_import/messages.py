@@ -29,8 +29,13 @@ class Reject:
     storage: dict[str, str]
 
     def as_json(self) -> dict[str, Any]:
-        return {"table": self.table, "id": self.id, "reason": self.reason,
-                "values": self.values, "storage": self.storage}
+        return {
+            "table": self.table,
+            "id": self.id,
+            "reason": self.reason,
+            "values": self.values,
+            "storage": self.storage,
+        }
 
 
 @dataclass

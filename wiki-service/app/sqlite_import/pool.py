@@ -52,12 +52,14 @@ def make_plan(source: str, batch_size: int, pipes: list[Connection]) -> Plan:
     db = open_source(source)
     try:
         users = count_rows(db, "users")
-        for pipe, ranges in zip(pipes, id_ranges(db, "users", users, batch_size, len(pipes))):
+        for pipe, ranges in zip(pipes, id_ranges(db, "users", users, batch_size, len(pipes)), strict=False):
             pipe.send(ReadUsers(ranges))  # before counting the posts: the readers are waiting
         posts = count_rows(db, "posts")
-        return Plan({"users": users, "posts": posts},
-                    {table: highest_id(db, table) for table in TABLES},
-                    id_ranges(db, "posts", posts, batch_size, len(pipes)))
+        return Plan(
+            {"users": users, "posts": posts},
+            {table: highest_id(db, table) for table in TABLES},
+            id_ranges(db, "posts", posts, batch_size, len(pipes)),
+        )
     finally:
         db.close()
 
@@ -92,8 +94,7 @@ class ReaderPool:
         self.processes: list[BaseProcess] = []
         for _ in range(count):
             pipe, child = context.Pipe()
-            process = context.Process(target=reader_main, daemon=True,
-                                      args=(source, batch_size, child))
+            process = context.Process(target=reader_main, daemon=True, args=(source, batch_size, child))
             process.start()
             child.close()
             self.pipes.append(pipe)
@@ -110,7 +111,7 @@ class ReaderPool:
                 await readable(pipe.fileno())
             # A message has begun: its sender holds all of it, so this is a copy, not a wait
             # (cheaper than handing each message to a thread, which this process used to do).
-            message = pipe.recv()
+            message: FromReader = pipe.recv()
         except (EOFError, OSError):
             raise ImportFailed("the source reader stopped unexpectedly") from None
         if isinstance(message, ReaderFailed):
@@ -151,7 +152,7 @@ class ReaderPool:
             landed.append(message.users)
         ranges = (await self.plan()).post_ranges
         for number, pipe in enumerate(self.pipes):
-            others = landed[:number] + landed[number + 1:]
+            others = landed[:number] + landed[number + 1 :]
             pipe.send(ReadPosts(refused, others, ranges[number]))
 
     def stop(self) -> None:

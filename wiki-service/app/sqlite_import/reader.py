@@ -7,6 +7,7 @@ hundred megabytes of pydantic and SQLAlchemy.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,12 @@ def reader_main(path: str, batch_size: int, pipe: Connection) -> None:
         if not isinstance(request, ReadUsers):
             return
         users = UserIds(highest_id(db, "users"))
-        _send_ranges(pipe, "users", request.ranges,
-                     lambda id_range: read_rows(db, "users", batch_size, users, id_range))
+        _send_ranges(
+            pipe,
+            "users",
+            request.ranges,
+            lambda id_range: read_rows(db, "users", batch_size, users, id_range),
+        )
         pipe.send(Landed(users))
         request = pipe.recv()
         if not isinstance(request, ReadPosts):
@@ -46,19 +51,22 @@ def reader_main(path: str, batch_size: int, pipe: Connection) -> None:
             users.update(other)
         for user_id, reason in request.refused.items():
             users.discard(user_id, reason)
-        _send_ranges(pipe, "posts", request.ranges,
-                     lambda id_range: read_rows(db, "posts", batch_size, users, id_range))
+        _send_ranges(
+            pipe,
+            "posts",
+            request.ranges,
+            lambda id_range: read_rows(db, "posts", batch_size, users, id_range),
+        )
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         pass
-    except Exception as error:  # noqa: BLE001 - reported by the parent in one line
-        try:
+    except Exception as error:
+        with contextlib.suppress(BrokenPipeError, OSError):
             pipe.send(ReaderFailed(f"reading the source failed: {type(error).__name__}: {error}"))
-        except (BrokenPipeError, OSError):
-            pass
 
 
-def _send_ranges(pipe: Connection, table: str, ranges: list[IdRange],
-                 read: Callable[[IdRange], Iterator[Batch]]) -> None:
+def _send_ranges(
+    pipe: Connection, table: str, ranges: list[IdRange], read: Callable[[IdRange], Iterator[Batch]]
+) -> None:
     for id_range in ranges:
         for batch in read(id_range):
             pipe.send(batch)

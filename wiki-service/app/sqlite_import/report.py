@@ -1,7 +1,8 @@
 """What migrate-sqlite tells: the progress, the reject report and the summary.
 
-The reject report has one JSON object per line for every row that did not land. Each line has the table, the id, the reason(s), the original values and their SQLite storage
-classes. Text that is valid UTF-8 is a JSON string (JSON escapes NUL and control characters);
+The reject report has one JSON object per line for every row that did not land. Each line
+has the table, the id, the reason(s), the original values and their SQLite storage classes.
+Text that is valid UTF-8 is a JSON string (JSON escapes NUL and control characters);
 anything else (invalid UTF-8, blobs) is shown as {"hex": ..., "storage": ...}. Conflicts also
 carry the row PostgreSQL already has, under "target".
 """
@@ -71,8 +72,9 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=table, unit=" rows", unit_scale=True,
-                            dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=total, desc=table, unit=" rows", unit_scale=True, dynamic_ncols=True, file=sys.stderr
+            )
 
     def advance(self, rows: int) -> None:
         self.done += rows
@@ -91,44 +93,67 @@ class Progress:
             self.bar = None
 
 
-def print_summary(report: RejectReport, stats: dict[str, TableStats], *, dry_run: bool,
-                  fast: bool, sequences: dict[str, int | None], search_index_left: str | None,
-                  timings: dict[str, float]) -> int:
+def print_summary(
+    report: RejectReport,
+    stats: dict[str, TableStats],
+    *,
+    dry_run: bool,
+    fast: bool,
+    sequences: dict[str, int | None],
+    search_index_left: str | None,
+    timings: dict[str, float],
+) -> int:
     """Print what landed and how the read-back compares with the source; return the exit code:
     0 every row landed, 2 some were rejected or conflicted, 3 the read-back does not match."""
-    print("dry run: nothing was written to PostgreSQL" if dry_run else
-          f"loaded by the {'fast (empty target)' if fast else 'staged'} path")
+    print(
+        "dry run: nothing was written to PostgreSQL"
+        if dry_run
+        else f"loaded by the {'fast (empty target)' if fast else 'staged'} path"
+    )
     for table, table_stats in stats.items():
         rejected, conflicts = report.counts[table], report.conflicts[table]
         if dry_run:
-            print(f"{table}: {table_stats.source} in source, {table_stats.good} would land, "
-                  f"{rejected} rejected")
+            print(
+                f"{table}: {table_stats.source} in source, {table_stats.good} would land, {rejected} rejected"
+            )
         else:
-            print(f"{table}: {table_stats.source} in source, {table_stats.landed} landed "
-                  f"({table_stats.inserted} new, {table_stats.already} already there), "
-                  f"{rejected} rejected, {conflicts} conflicts")
+            print(
+                f"{table}: {table_stats.source} in source, {table_stats.landed} landed "
+                f"({table_stats.inserted} new, {table_stats.already} already there), "
+                f"{rejected} rejected, {conflicts} conflicts"
+            )
     mismatch = False
     print("verification (rows that should have landed; sha256 of the id-ordered COPY binary tuples):")
-    print(f"  {'table':<6} {'source rows':>11} {'target rows':>11}  {'source checksum':<16} "
-          f"{'target checksum':<16} result")
+    print(
+        f"  {'table':<6} {'source rows':>11} {'target rows':>11}  {'source checksum':<16} "
+        f"{'target checksum':<16} result"
+    )
     for table, table_stats in stats.items():
         expected = table_stats.good - report.conflicts[table]
         source_sum = table_stats.checksum.hexdigest()[:16]
         if dry_run:
             print(f"  {table:<6} {expected:>11} {'-':>11}  {source_sum:<16} {'-':<16} dry run")
             continue
-        ok = (expected == table_stats.target_rows
-              and table_stats.checksum.hexdigest() == table_stats.target_checksum)
+        ok = (
+            expected == table_stats.target_rows
+            and table_stats.checksum.hexdigest() == table_stats.target_checksum
+        )
         mismatch |= not ok
-        print(f"  {table:<6} {expected:>11} {table_stats.target_rows:>11}  {source_sum:<16} "
-              f"{(table_stats.target_checksum or '')[:16]:<16} {'match' if ok else 'MISMATCH'}")
+        print(
+            f"  {table:<6} {expected:>11} {table_stats.target_rows:>11}  {source_sum:<16} "
+            f"{(table_stats.target_checksum or '')[:16]:<16} {'match' if ok else 'MISMATCH'}"
+        )
     if not dry_run:
-        print("sequences continue after: " + ", ".join(
-            f"{table} {highest}" for table, highest in sequences.items()))
+        print(
+            "sequences continue after: "
+            + ", ".join(f"{table} {highest}" for table, highest in sequences.items())
+        )
         if search_index_left:
-            print(f"search index {search_index_left} not built and posts.search not filled "
-                  f"(--search-index later): search answers 503 until `wiki-service db "
-                  f"build-indexes` fills and builds them while the service runs")
+            print(
+                f"search index {search_index_left} not built and posts.search not filled "
+                f"(--search-index later): search answers 503 until `wiki-service db "
+                f"build-indexes` fills and builds them while the service runs"
+            )
     if timings:
         print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"reject report: {report.path} ({report.total} rows)")

@@ -12,7 +12,7 @@ import re
 import sqlite3
 import struct
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,9 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         db.text_factory = bytes
-        tables = {row[0].decode() for row in
-                  db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            row[0].decode() for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
     except sqlite3.Error as error:
         raise SourceError(f"{path} is not an SQLite database ({error})") from None
     for table, columns in TABLES.items():
@@ -80,7 +81,7 @@ def convert_timestamp(raw: Any, storage: bytes) -> int | str:
     except (UnicodeDecodeError, ValueError, OverflowError):
         return f"created_time {_safe(raw)} is not a timestamp"
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
+        instant = instant.replace(tzinfo=UTC)
     return (instant - EPOCH) // timedelta(microseconds=1)
 
 
@@ -124,7 +125,7 @@ def render_value(raw: Any, storage: bytes) -> Any:
     return raw
 
 
-def _reject(table: str, row: tuple, reasons: list[str]) -> Reject:
+def _reject(table: str, row: tuple[Any, ...], reasons: list[str]) -> Reject:
     columns = TABLES[table]
     values = {c: render_value(row[2 * i], row[2 * i + 1]) for i, c in enumerate(columns)}
     storage = {c: row[2 * i + 1].decode() for i, c in enumerate(columns)}
@@ -155,19 +156,20 @@ _PLAIN_STAMP = (
 # The rows in COPY column order (copy_binary.COLUMNS).
 _QUERIES = {
     "users": f"SELECT id, CASE WHEN typeof(name) = 'text' AND {_PLAIN_STAMP}, name "
-             f"FROM users {{where}} ORDER BY id",
+    f"FROM users {{where}} ORDER BY id",
     "posts": f"SELECT id, user_id, CASE WHEN typeof(content) = 'text' AND {_PLAIN_STAMP}, "
-             f"content FROM posts {{where}} ORDER BY id",
+    f"content FROM posts {{where}} ORDER BY id",
 }
 
 
-def _full_row(db: sqlite3.Connection, table: str, row_id: Any) -> tuple:
+def _full_row(db: sqlite3.Connection, table: str, row_id: Any) -> tuple[Any, ...]:
     """The row again, each value followed by its storage class (the slow path)."""
     columns = ", ".join(f"{c}, typeof({c})" for c in TABLES[table])
-    return db.execute(f"SELECT {columns} FROM {table} WHERE id IS ?", (row_id,)).fetchone()
+    row: tuple[Any, ...] = db.execute(f"SELECT {columns} FROM {table} WHERE id IS ?", (row_id,)).fetchone()
+    return row
 
 
-def _reasons(table: str, row: tuple, users: UserIds) -> list[str]:
+def _reasons(table: str, row: tuple[Any, ...], users: UserIds) -> list[str]:
     """Every reason the full row (each value followed by its storage class) cannot land."""
     reasons = []
     for i, column in enumerate(TABLES[table]):
@@ -189,7 +191,7 @@ def _reasons(table: str, row: tuple, users: UserIds) -> list[str]:
     return reasons
 
 
-def _tuple_of(table: str, row: tuple) -> bytes:
+def _tuple_of(table: str, row: tuple[Any, ...]) -> bytes:
     """The COPY tuple of a full row that can land."""
     *head, text, stamp = row[0::2]
     return PACK[table]([(*head, convert_timestamp(stamp, row[-1]), text)])
@@ -198,7 +200,7 @@ def _tuple_of(table: str, row: tuple) -> bytes:
 _TUPLES = {"users": (PACK["users"], NAME_MAX_LENGTH), "posts": (PACK["posts"], CONTENT_MAX_LENGTH)}
 
 
-def plain_tuples(rows: list[tuple], table: str) -> bytes | None:
+def plain_tuples(rows: list[tuple[Any, ...]], table: str) -> bytes | None:
     """The COPY tuples of a batch in which every row is plainly storable, or None.
 
     The checks run a batch at a time, in C. Joined with a space, the texts (the last column)
@@ -235,8 +237,9 @@ def _select(db: sqlite3.Connection, query: str, id_range: IdRange) -> sqlite3.Cu
     return cursor.execute(query.format(where="WHERE id >= ? AND id < ?"), id_range)
 
 
-def read_rows(db: sqlite3.Connection, table: str, batch_size: int, users: UserIds,
-              id_range: IdRange = None) -> Iterator[Batch]:
+def read_rows(
+    db: sqlite3.Connection, table: str, batch_size: int, users: UserIds, id_range: IdRange = None
+) -> Iterator[Batch]:
     """Batches of `table` (the rows with lo <= id < hi, given a range), in id order.
 
     Reading users fills `users` with those that can land; a post lands only if its user did.
@@ -244,8 +247,7 @@ def read_rows(db: sqlite3.Connection, table: str, batch_size: int, users: UserId
     reading_users = table == "users"
     cursor = _select(db, _QUERIES[table], id_range)
     while rows := cursor.fetchmany(batch_size):
-        tuples = (plain_tuples(rows, table) if reading_users or _authors_landed(rows, users)
-                  else None)
+        tuples = plain_tuples(rows, table) if reading_users or _authors_landed(rows, users) else None
         if tuples is not None:
             if reading_users:
                 users.add_all(list(map(itemgetter(0), rows)))
@@ -255,8 +257,7 @@ def read_rows(db: sqlite3.Connection, table: str, batch_size: int, users: UserId
         rejects: list[Reject] = []
         for row in rows:  # the batch has a row that is not plain: find it, row by row
             row_id = row[0]
-            one = (plain_tuples([row], table) if reading_users or _author_landed(row[1], users)
-                   else None)
+            one = plain_tuples([row], table) if reading_users or _author_landed(row[1], users) else None
             if one is None:
                 full = _full_row(db, table, row_id)
                 reasons = _reasons(table, full, users)
@@ -272,7 +273,7 @@ def read_rows(db: sqlite3.Connection, table: str, batch_size: int, users: UserId
         yield Batch(table, b"".join(out), len(rows), len(out), rejects)
 
 
-def _authors_landed(rows: list[tuple], users: UserIds) -> bool:
+def _authors_landed(rows: list[tuple[Any, ...]], users: UserIds) -> bool:
     try:
         return users.all_landed(list(map(itemgetter(1), rows)))
     except TypeError:  # a user_id that is not an integer
@@ -284,7 +285,8 @@ def _author_landed(user_id: Any, users: UserIds) -> bool:
 
 
 def count_rows(db: sqlite3.Connection, table: str) -> int:
-    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    count: int = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return count
 
 
 def highest_id(db: sqlite3.Connection, table: str) -> int | None:
@@ -292,11 +294,14 @@ def highest_id(db: sqlite3.Connection, table: str) -> int | None:
     highest = db.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
     if highest is None or type(highest) is int:
         return highest
-    return db.execute(f"SELECT max(id) FROM {table} WHERE typeof(id) = 'integer'").fetchone()[0]
+    sql = f"SELECT max(id) FROM {table} WHERE typeof(id) = 'integer'"
+    integer: int | None = db.execute(sql).fetchone()[0]
+    return integer
 
 
-def id_ranges(db: sqlite3.Connection, table: str, rows: int, batch_size: int,
-              parts: int) -> list[list[IdRange]]:
+def id_ranges(
+    db: sqlite3.Connection, table: str, rows: int, batch_size: int, parts: int
+) -> list[list[IdRange]]:
     """Id ranges [lo, hi) of about batch_size rows of `table`, dealt round-robin to `parts`
     readers.
 
@@ -306,10 +311,14 @@ def id_ranges(db: sqlite3.Connection, table: str, rows: int, batch_size: int,
     keys = [(row[1], row[2].upper()) for row in db.execute(f"PRAGMA table_info({table})") if row[5]]
     ddl = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0] or b""
     # Apart: SQLite answers a lone min() or max() from the b-tree, but scans for both at once.
-    low, high = db.execute(f"SELECT (SELECT min(id) FROM {table}), (SELECT max(id) FROM {table})"
-                           ).fetchone()
-    if (keys != [(b"id", b"INTEGER")] or b"WITHOUT ROWID" in ddl.upper() or type(low) is not int
-            or rows < 4 * batch_size or parts < 2):
+    low, high = db.execute(f"SELECT (SELECT min(id) FROM {table}), (SELECT max(id) FROM {table})").fetchone()
+    if (
+        keys != [(b"id", b"INTEGER")]
+        or b"WITHOUT ROWID" in ddl.upper()
+        or type(low) is not int
+        or rows < 4 * batch_size
+        or parts < 2
+    ):
         whole: list[IdRange] = [None]
         return [whole] + [[] for _ in range(parts - 1)]
     width = max(batch_size, (high - low + 1) * batch_size // rows)

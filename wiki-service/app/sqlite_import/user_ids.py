@@ -29,8 +29,8 @@ class UserIds:
 
     def add_all(self, user_ids: list[int]) -> None:
         first, last = user_ids[0], user_ids[-1]
-        if 0 <= first and last < len(self.flags) and last - first + 1 == len(user_ids):
-            self.flags[first:last + 1] = b"\x01" * len(user_ids)  # ids in order, no gaps
+        if first >= 0 and last < len(self.flags) and last - first + 1 == len(user_ids):
+            self.flags[first : last + 1] = b"\x01" * len(user_ids)  # ids in order, no gaps
         else:
             for user_id in user_ids:
                 self.add(user_id)
@@ -60,5 +60,4 @@ class UserIds:
     def all_landed(self, user_ids: list[int]) -> bool:
         """True when every id is a landed user in the byte range (a batch-at-a-time check)."""
         flags = self.flags
-        return (min(user_ids) >= 0 and max(user_ids) < len(flags)
-                and all(map(flags.__getitem__, user_ids)))
+        return min(user_ids) >= 0 and max(user_ids) < len(flags) and all(map(flags.__getitem__, user_ids))

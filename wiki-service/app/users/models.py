@@ -13,9 +13,7 @@ class User(Base):
     """A person who writes posts."""
 
     __tablename__ = "users"
-    __table_args__ = (
-        CheckConstraint(length_check("name", NAME_MAX_LENGTH), name="users_name_length"),
-    )
+    __table_args__ = (CheckConstraint(length_check("name", NAME_MAX_LENGTH), name="users_name_length"),)
 
     # BY DEFAULT (not ALWAYS) so that migrate-sqlite can keep the old ids.
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)

@@ -12,8 +12,9 @@ def helm_path() -> str:
     return helm_bin()
 
 
-@pytest.fixture(scope="session", params=[None, *CI_VALUES],
-                ids=lambda p: "chart-defaults" if p is None else p.stem)
+@pytest.fixture(
+    scope="session", params=[None, *CI_VALUES], ids=lambda p: "chart-defaults" if p is None else p.stem
+)
 def scenario(request, helm_path):
     """(values file or None, rendered objects) for the chart defaults and every ci/*.yaml."""
     return request.param, render(request.param)

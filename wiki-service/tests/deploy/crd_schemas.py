@@ -23,15 +23,20 @@ from deploy_helpers import REPO
 def crd_dir() -> Path:
     """$SHARED_CRDS, else ROOT/../shared/crds, else the same beside the main worktree; else FAIL."""
     candidates = [os.environ.get("SHARED_CRDS"), REPO.parent / "shared" / "crds"]
-    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-                            cwd=REPO, capture_output=True, text=True).stdout.strip()
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if common:
         candidates.append(Path(common).parent.parent / "shared" / "crds")
     for candidate in candidates:
         if candidate and Path(candidate, "postgresql.cnpg.io_clusters.yaml").is_file():
             return Path(candidate)
-    pytest.fail(f"CRDs not found in any of {[str(c) for c in candidates if c]}: set SHARED_CRDS",
-                pytrace=False)
+    pytest.fail(
+        f"CRDs not found in any of {[str(c) for c in candidates if c]}: set SHARED_CRDS", pytrace=False
+    )
 
 
 def _strict(schema: dict) -> dict:
@@ -41,8 +46,11 @@ def _strict(schema: dict) -> dict:
 
     def walk(node):
         if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 walk(value)
@@ -75,5 +83,6 @@ def crd_errors(obj: dict) -> list[str]:
     validator = validators().get((obj["apiVersion"], obj["kind"]))
     if validator is None:
         return [f"no CRD serves {obj['apiVersion']} {obj['kind']}"]
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validator.iter_errors(obj)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)
+    ]

@@ -28,8 +28,12 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
 
 def find_tool(name: str, env_var: str) -> str:
     """$ENV_VAR, else `name` on PATH or beside this Python, else <repo>/.tools/bin/name; else FAIL."""
-    candidates = [os.environ.get(env_var), shutil.which(name),
-                  str(Path(sys.executable).parent / name), str(REPO / ".tools" / "bin" / name)]
+    candidates = [
+        os.environ.get(env_var),
+        shutil.which(name),
+        str(Path(sys.executable).parent / name),
+        str(REPO / ".tools" / "bin" / name),
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
@@ -63,10 +67,14 @@ def values_args(values_file: Path | None = None, sets: dict[str, Any] | None = N
     return args
 
 
-def render_text(values_file: Path | None = None, sets: dict[str, Any] | None = None,
-                *, check: bool = True, show_only: str | None = None) -> subprocess.CompletedProcess[str]:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-            *values_args(values_file, sets)]
+def render_text(
+    values_file: Path | None = None,
+    sets: dict[str, Any] | None = None,
+    *,
+    check: bool = True,
+    show_only: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values_args(values_file, sets)]
     if show_only:
         args += ["--show-only", show_only]
     return helm(*args, check=check)
@@ -83,9 +91,11 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
 
 
 def one(objects: list[dict], kind: str, component: str | None = None) -> dict:
-    found = [o for o in by_kind(objects, kind)
-             if component is None
-             or o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    found = [
+        o
+        for o in by_kind(objects, kind)
+        if component is None or o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
     assert len(found) == 1, f"expected one {kind} (component={component}), got {len(found)}"
     return found[0]
 
@@ -128,8 +138,10 @@ def resolve_env(pod: dict, container: dict, objects: list[dict], volume_root: Pa
     """The container's environment as the kubelet would build it from the rendered objects,
     with its volumes as directories under volume_root."""
     configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind(objects, "ConfigMap")}
-    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-               for s in by_kind(objects, "Secret")}
+    secrets = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+        for s in by_kind(objects, "Secret")
+    }
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         prefix = source.get("prefix", "")
@@ -168,7 +180,7 @@ def resolve_env(pod: dict, container: dict, objects: list[dict], volume_root: Pa
                 (local / item["path"]).write_text(data[item["key"]])
         for name, value in declared.items():
             if value == mount["mountPath"] or value.startswith(mount["mountPath"].rstrip("/") + "/"):
-                env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")):]
+                env[name] = str(local) + value[len(mount["mountPath"].rstrip("/")) :]
     return env
 
 

@@ -27,8 +27,11 @@ OLD_DUMPS = ["wikidb-20200101T000000Z.dump", "wikidb-20200102T000000Z.dump", "wi
 
 def _rendered(sets: dict) -> tuple[list[dict], dict, dict]:
     objects = render(BACKUP, {"backup.restore.enabled": True, **sets})
-    return (objects, one(objects, "CronJob", "backup"),
-            next(j for j in by_kind(objects, "Job") if j["metadata"]["name"].endswith("-restore")))
+    return (
+        objects,
+        one(objects, "CronJob", "backup"),
+        next(j for j in by_kind(objects, "Job") if j["metadata"]["name"].endswith("-restore")),
+    )
 
 
 def test_backup_cronjob_shape():
@@ -52,7 +55,11 @@ def test_backup_cronjob_shape():
     # it dumps the database the app uses, as the app's user, with the password from a file
     cm = one(objects, "ConfigMap", "api")["data"]
     assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"]) == (
-        cm["DB_HOST"], cm["DB_PORT"], cm["DB_NAME"], cm["DB_USER"])
+        cm["DB_HOST"],
+        cm["DB_PORT"],
+        cm["DB_NAME"],
+        cm["DB_USER"],
+    )
     assert env["DB_PASSWORD_FILE"] and "DB_PASSWORD" not in env
     # the restore Job reads the same volume
     restore_volumes = [v for v in pod_spec(restore)["volumes"] if "persistentVolumeClaim" in v]
@@ -65,15 +72,24 @@ async def _snapshot(url: str) -> dict:
     sequence's next value."""
     conn = await asyncpg.connect(url)
     try:
-        tables = [r["table_name"] for r in await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")]
+        tables = [
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+            )
+        ]
         snap = {}
         for table in tables:
-            snap[table] = tuple(await conn.fetchrow(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                f"FROM {table} t"))
-        for row in await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
-                                    "WHERE table_schema = 'public' AND is_identity = 'YES'"):
+            snap[table] = tuple(
+                await conn.fetchrow(
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                    f"FROM {table} t"
+                )
+            )
+        for row in await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND is_identity = 'YES'"
+        ):
             seq = await conn.fetchval(
                 "SELECT pg_get_serial_sequence($1, $2)", row["table_name"], row["column_name"]
             )
@@ -114,8 +130,13 @@ def _pod_env(obj: dict, objects: list[dict], root: Path, server: EmbeddedPostgre
     """The container's command and environment, pointed at `server` instead of the Service."""
     ((_, container),) = containers(obj)
     env = resolve_env(pod_spec(obj), container, objects, root)
-    env.update(PGHOST=server.host, PGPORT=str(server.port),
-               PATH=f"{server.bin_dir}:/usr/local/bin:/usr/bin:/bin", HOME=str(root), TMPDIR=str(root))
+    env.update(
+        PGHOST=server.host,
+        PGPORT=str(server.port),
+        PATH=f"{server.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        HOME=str(root),
+        TMPDIR=str(root),
+    )
     return container["command"] + container.get("args", []), env
 
 
@@ -141,16 +162,18 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
         return f"postgresql://{user}:{password}@{server.host}:{server.port}/{database}"
 
     _prepare_database(source, user, database, password, tmp_path)
-    asyncio.run(admin_execute(
-        app_url(source),
-        "INSERT INTO users (name) SELECT 'user ' || g || ' ünïcødé ''quoted''' "
-        "FROM generate_series(1, 600) g",
-        "INSERT INTO posts (user_id, content) "
-        "SELECT 1 + (g % 600), repeat('post ' || g || E'\\n', 1 + g % 7) FROM generate_series(1, 3000) g",
-        # gaps, and the highest ids gone: the sequences are ahead of max(id)
-        "DELETE FROM posts WHERE id % 10 = 0 OR id > 2990",
-        "DELETE FROM users WHERE id > 595 AND NOT EXISTS (SELECT 1 FROM posts WHERE user_id = users.id)",
-    ))
+    asyncio.run(
+        admin_execute(
+            app_url(source),
+            "INSERT INTO users (name) SELECT 'user ' || g || ' ünïcødé ''quoted''' "
+            "FROM generate_series(1, 600) g",
+            "INSERT INTO posts (user_id, content) "
+            "SELECT 1 + (g % 600), repeat('post ' || g || E'\\n', 1 + g % 7) FROM generate_series(1, 3000) g",
+            # gaps, and the highest ids gone: the sequences are ahead of max(id)
+            "DELETE FROM posts WHERE id % 10 = 0 OR id > 2990",
+            "DELETE FROM users WHERE id > 595 AND NOT EXISTS (SELECT 1 FROM posts WHERE user_id = users.id)",
+        )
+    )
     before = asyncio.run(_snapshot(app_url(source)))
     assert before["users"][0] > 500 and before["posts"][0] > 2500
     assert before["posts.sequence"][0] > before["posts.max_id"]
@@ -170,8 +193,12 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
     new = dumps[1]
     assert f"wrote {new}" in output and f"deleted {OLD_DUMPS[0]}" in output
     assert sorted(p.name for p in backups.iterdir()) == sorted([*dumps, "notes.txt"])
-    listing = subprocess.run([str(source.bin_dir / "pg_restore"), "--list", str(backups / new)],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [str(source.bin_dir / "pg_restore"), "--list", str(backups / new)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "TABLE DATA public users" in listing and "TABLE DATA public posts" in listing
 
     # the fresh server as a new install leaves it (migrated, empty), then the restore Job
@@ -183,6 +210,7 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
 
     after = asyncio.run(_snapshot(app_url(target)))
     assert after == before
+
     # identity sequences continue: new rows get ids above every id the old server handed out
     async def insert() -> tuple[int, int]:
         conn = await asyncpg.connect(app_url(target))
@@ -194,6 +222,7 @@ def test_rendered_backup_restores_every_row_into_a_fresh_server(servers, tmp_pat
             return uid, pid
         finally:
             await conn.close()
+
     uid, pid = asyncio.run(insert())
     assert uid > before["users.max_id"] and pid > before["posts.sequence"][0] > before["posts.max_id"]
 

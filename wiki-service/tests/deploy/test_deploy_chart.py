@@ -33,14 +33,22 @@ from deploy_helpers import (
 
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 FULLNAME = f"{RELEASE}-wiki-service"
-REQUIRED_LABELS = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
-                   "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of", "helm.sh/chart"]
+REQUIRED_LABELS = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+]
 
 
 # -- lint and schemas -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("values_file", [None, *CI_VALUES],
-                         ids=lambda p: "chart-defaults" if p is None else p.stem)
+
+@pytest.mark.parametrize(
+    "values_file", [None, *CI_VALUES], ids=lambda p: "chart-defaults" if p is None else p.stem
+)
 def test_helm_lint_strict(values_file):
     proc = helm("lint", "--strict", str(CHART), *values_args(values_file), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -56,26 +64,37 @@ def test_objects_valid_against_kubernetes_schemas(scenario, k8s_version):
         try:
             kubernetes_validate.validate(obj, k8s_version, strict=True)
         except kubernetes_validate.ValidationError as err:
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {k8s_version}: {err.message} "
-                        f"at {list(err.path)}", pytrace=False)
+            pytest.fail(
+                f"{obj['kind']}/{obj['metadata']['name']} invalid for {k8s_version}: {err.message} "
+                f"at {list(err.path)}",
+                pytrace=False,
+            )
 
 
 def test_crds_only_when_enabled():
     defaults = {o["kind"] for o in render()}
     assert not defaults & CRD_KINDS
-    monitored = {o["kind"] for name in ("servicemonitor", "prometheusrule")
-                 for o in render(CHART / "ci" / f"{name}-values.yaml")}
+    monitored = {
+        o["kind"]
+        for name in ("servicemonitor", "prometheusrule")
+        for o in render(CHART / "ci" / f"{name}-values.yaml")
+    }
     assert {"ServiceMonitor", "PrometheusRule"} <= monitored
 
 
 def test_schema_rejects_typos():
-    for sets in ({"replicaCont": 3}, {"config.db.poolSze": 3}, {"postgresql.maxConection": 5},
-                 {"image.pullPolicy": "Sometimes"}, {"cloudnativepg.poolr.enabled": True},
-                 {"backup.retension": 3}, {"backup.restore.file": "../etc/passwd"},
-                 {"cloudnativepg.scheduledBackup.schedule": "0 3 * * *"}):
+    for sets in (
+        {"replicaCont": 3},
+        {"config.db.poolSze": 3},
+        {"postgresql.maxConection": 5},
+        {"image.pullPolicy": "Sometimes"},
+        {"cloudnativepg.poolr.enabled": True},
+        {"backup.retension": 3},
+        {"backup.restore.file": "../etc/passwd"},
+        {"cloudnativepg.scheduledBackup.schedule": "0 3 * * *"},
+    ):
         proc = render_text(sets=sets, check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, (sets, proc.stderr)
-
 
 
 def _api(objects: list[dict]) -> dict:
@@ -91,19 +110,24 @@ CI_FEATURES = {
     "pdb-values": lambda o: one(o, "PodDisruptionBudget")["spec"]["minAvailable"] == 2,
     "servicemonitor-values": lambda o: bool(by_kind(o, "ServiceMonitor")),
     "prometheusrule-values": lambda o: bool(by_kind(o, "PrometheusRule")),
-    "grafana-dashboard-values": lambda o: any(c["metadata"]["labels"].get("grafana_dashboard") == "1"
-                                              for c in by_kind(o, "ConfigMap")),
+    "grafana-dashboard-values": lambda o: any(
+        c["metadata"]["labels"].get("grafana_dashboard") == "1" for c in by_kind(o, "ConfigMap")
+    ),
     "topology-spread-values": lambda o: bool(_api(o).get("topologySpreadConstraints")),
     "resources-values": lambda o: _api(o)["containers"][0]["resources"]["limits"]["cpu"] == "2",
-    "postgresql-values": lambda o: "max_connections=300" in one(o, "StatefulSet", "database")["spec"][
-        "template"]["spec"]["containers"][0]["args"],
+    "postgresql-values": lambda o: (
+        "max_connections=300"
+        in one(o, "StatefulSet", "database")["spec"]["template"]["spec"]["containers"][0]["args"]
+    ),
     "ingress-values": lambda o: bool(by_kind(o, "Ingress")),
     "backup-values": lambda o: bool(by_kind(o, "CronJob")),
     "cnpg-values": lambda o: bool(by_kind(o, "Cluster")) and not by_kind(o, "Pooler"),
     "cnpg-pooler-values": lambda o: bool(by_kind(o, "Pooler")),
     "external-db-values": lambda o: not by_kind(o, "StatefulSet") and not by_kind(o, "Cluster"),
-    "password-env-values": lambda o: not by_kind(o, "NetworkPolicy") and any(
-        e["name"] == "DB_PASSWORD" for e in _api(o)["containers"][0]["env"]),
+    "password-env-values": lambda o: (
+        not by_kind(o, "NetworkPolicy")
+        and any(e["name"] == "DB_PASSWORD" for e in _api(o)["containers"][0]["env"])
+    ),
 }
 
 
@@ -130,7 +154,8 @@ def test_schema_describes_every_key_with_the_values_yaml_comment():
     for key, comment in comments.items():
         assert key in properties, f"values.yaml key {key} is not in values.schema.json"
         assert properties[key]["description"] == comment, (
-            f"{key}: the schema's description must be the values.yaml comment {comment!r}")
+            f"{key}: the schema's description must be the values.yaml comment {comment!r}"
+        )
 
 
 def test_every_template_helper_has_a_one_line_doc_comment():
@@ -148,7 +173,9 @@ def test_every_template_helper_has_a_one_line_doc_comment():
                 )
     assert defines >= 30
 
+
 # -- labels ---------------------------------------------------------------------------------
+
 
 def test_standard_labels_on_every_object(scenario):
     _, objects = scenario
@@ -166,6 +193,7 @@ def test_standard_labels_on_every_object(scenario):
 
 
 # -- containers -----------------------------------------------------------------------------
+
 
 def test_every_container_is_hardened_and_bounded(scenario):
     _, objects = scenario
@@ -230,7 +258,6 @@ def test_app_deployment_shape():
     assert init == ["migrate"]
 
 
-
 def test_container_port_is_a_value():
     objects = render(sets={"containerPort": 9000})
     dep = one(objects, "Deployment", "api")
@@ -246,9 +273,15 @@ def test_container_port_is_a_value():
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert render_text(sets={"containerPort": 0}, check=False).returncode != 0
 
+
 def test_postgresql_statefulset_shape():
-    objects = render(sets={"postgresql.maxConnections": 150, "postgresql.persistence.size": "3Gi",
-                           "postgresql.persistence.storageClass": "fast"})
+    objects = render(
+        sets={
+            "postgresql.maxConnections": 150,
+            "postgresql.persistence.size": "3Gi",
+            "postgresql.persistence.storageClass": "fast",
+        }
+    )
     sts = one(objects, "StatefulSet", "database")
     pg = sts["spec"]["template"]["spec"]["containers"][0]
     assert re.fullmatch(r"postgres:16\.\d+-alpine", pg["image"]), pg["image"]
@@ -287,6 +320,7 @@ def test_migrations_run_as_hook_job_and_init_container():
 
 
 # -- configuration and secrets --------------------------------------------------------------
+
 
 def _secret_password(objects: list[dict]) -> str:
     return base64.b64decode(one(objects, "Secret")["data"]["password"]).decode()
@@ -389,8 +423,7 @@ def test_db_host_names_the_postgresql_service(scenario):
         assert cm["DB_HOST"] == config["host"] and cm["DB_PORT"] == str(config["port"])
         assert not by_kind(objects, "StatefulSet")
     else:
-        svc = next(s for s in by_kind(objects, "Service")
-                   if s["metadata"]["name"] == cm["DB_HOST"])
+        svc = next(s for s in by_kind(objects, "Service") if s["metadata"]["name"] == cm["DB_HOST"])
         assert svc["spec"].get("clusterIP") != "None"
         assert svc["spec"]["selector"] == one(objects, "StatefulSet")["spec"]["selector"]["matchLabels"]
         assert cm["DB_PORT"] == str(svc["spec"]["ports"][0]["port"])
@@ -406,6 +439,7 @@ def test_external_database_requires_host_and_password():
 
 # -- services -------------------------------------------------------------------------------
 
+
 def _matches(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -414,8 +448,12 @@ def _selects(selector: dict, labels: dict) -> bool:
     """A LabelSelector (matchLabels and the In/NotIn/Exists operators of matchExpressions)."""
     for expr in selector.get("matchExpressions", []):
         value, values = labels.get(expr["key"]), expr.get("values", [])
-        ok = {"In": value in values, "NotIn": value not in values,
-              "Exists": value is not None, "DoesNotExist": value is None}[expr["operator"]]
+        ok = {
+            "In": value in values,
+            "NotIn": value not in values,
+            "Exists": value is not None,
+            "DoesNotExist": value is None,
+        }[expr["operator"]]
         if not ok:
             return False
     return _matches(selector.get("matchLabels", {}), labels)
@@ -435,7 +473,8 @@ def test_every_service_selects_one_workload_and_a_real_port(scenario):
             target = sp["targetPort"]
             assert any(p.get("name") == target or p["containerPort"] == target for p in ports), (
                 f"Service {svc['metadata']['name']} targets {target!r}, "
-                f"not a port of {picked[0]['metadata']['name']}")
+                f"not a port of {picked[0]['metadata']['name']}"
+            )
 
 
 def test_ingress_routes_to_the_api_service():
@@ -450,14 +489,18 @@ def test_ingress_routes_to_the_api_service():
 
 # -- scaling, disruption, network -----------------------------------------------------------
 
-@pytest.mark.parametrize("sets,expected", [
-    ({}, True),
-    ({"replicaCount": 1}, False),
-    ({"replicaCount": 1, "podDisruptionBudget.enabled": True}, True),
-    ({"replicaCount": 3, "podDisruptionBudget.enabled": False}, False),
-    ({"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.minReplicas": 1}, False),
-    ({"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.minReplicas": 2}, True),
-])
+
+@pytest.mark.parametrize(
+    "sets,expected",
+    [
+        ({}, True),
+        ({"replicaCount": 1}, False),
+        ({"replicaCount": 1, "podDisruptionBudget.enabled": True}, True),
+        ({"replicaCount": 3, "podDisruptionBudget.enabled": False}, False),
+        ({"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.minReplicas": 1}, False),
+        ({"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.minReplicas": 2}, True),
+    ],
+)
 def test_pdb_follows_effective_replicas(sets, expected):
     assert bool(by_kind(render(sets=sets), "PodDisruptionBudget")) is expected
 
@@ -474,8 +517,9 @@ def test_hpa_owns_replicas():
 def test_postgresql_accepts_only_app_migration_and_backup_pods():
     objects = render(CHART / "ci" / "backup-values.yaml", {"backup.restore.enabled": True})
     sts = one(objects, "StatefulSet", "database")
-    (policy,) = [p for p in by_kind(objects, "NetworkPolicy")
-                 if _selects(p["spec"]["podSelector"], pod_labels(sts))]
+    (policy,) = [
+        p for p in by_kind(objects, "NetworkPolicy") if _selects(p["spec"]["podSelector"], pod_labels(sts))
+    ]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     allowed = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
@@ -517,13 +561,18 @@ def test_network_policy_on_by_default_and_ingress_only():
 
 # -- connection budget ----------------------------------------------------------------------
 
+
 def test_connection_budget_fails_with_a_clear_message():
     proc = render_text(sets={"replicaCount": 10}, check=False)
     assert proc.returncode != 0
     assert "connection budget exceeded" in proc.stderr and "postgresql.maxConnections" in proc.stderr
     # autoscaling counts maxReplicas, and workers multiply the pools
-    assert render_text(sets={"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.maxReplicas": 12},
-                       check=False).returncode != 0
+    assert (
+        render_text(
+            sets={"replicaCount": 1, "autoscaling.enabled": True, "autoscaling.maxReplicas": 12}, check=False
+        ).returncode
+        != 0
+    )
     assert render_text(sets={"config.workers": 4}, check=False).returncode != 0
     proc = render_text(CHART / "ci" / "external-db-values.yaml", sets={"replicaCount": 6}, check=False)
     assert "externalDatabase.maxConnections" in proc.stderr
@@ -535,8 +584,12 @@ def test_connection_budget_arithmetic():
     proc = render_text(sets={"postgresql.maxConnections": 73}, check=False)
     assert proc.returncode != 0 and "= 64" in proc.stderr
     # a percentage surge rounds up: ceil(2 * 25%) = 1 -> same total
-    assert render_text(sets={"postgresql.maxConnections": 74, "strategy.maxSurge": "25%"},
-                       check=False).returncode == 0
+    assert (
+        render_text(
+            sets={"postgresql.maxConnections": 74, "strategy.maxSurge": "25%"}, check=False
+        ).returncode
+        == 0
+    )
     # a backup CronJob holds one more connection while it runs
     proc = render_text(sets={"postgresql.maxConnections": 74, "backup.enabled": True}, check=False)
     assert proc.returncode != 0 and "= 65" in proc.stderr
@@ -545,8 +598,11 @@ def test_connection_budget_arithmetic():
 def test_default_external_database_install_renders():
     """The install most users try first (issue 14): a stock PostgreSQL (max_connections 100,
     superuser_reserved_connections 3) and a Secret they made."""
-    sets = {"postgresql.enabled": False, "externalDatabase.host": "db.example.internal",
-            "externalDatabase.existingSecret": "wiki-db"}
+    sets = {
+        "postgresql.enabled": False,
+        "externalDatabase.host": "db.example.internal",
+        "externalDatabase.existingSecret": "wiki-db",
+    }
     objects = render(sets=sets)
     cm = one(objects, "ConfigMap", "api")["data"]
     assert cm["DB_HOST"] == "db.example.internal"
@@ -558,8 +614,12 @@ def test_default_external_database_install_renders():
 
 # -- observability --------------------------------------------------------------------------
 
-COUNTERS = ["users_created_total", "posts_created_total", "http_requests_total",
-            "http_request_duration_seconds_bucket"]
+COUNTERS = [
+    "users_created_total",
+    "posts_created_total",
+    "http_requests_total",
+    "http_request_duration_seconds_bucket",
+]
 
 
 def _dashboard() -> dict:
@@ -583,7 +643,7 @@ def test_dashboard_uses_rate_or_increase_on_counters():
     for expr in exprs:
         for name in COUNTERS:
             for m in re.finditer(rf"\b{name}\b", expr):
-                before = expr[:m.start()]
+                before = expr[: m.start()]
                 assert re.search(r"\b(rate|increase|irate)\(\s*$", before), f"raw counter {name} in {expr!r}"
     p99 = [e for e in exprs if "histogram_quantile(0.99" in e]
     assert p99 and all("rate(http_request_duration_seconds_bucket" in e for e in p99)

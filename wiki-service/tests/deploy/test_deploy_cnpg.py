@@ -134,10 +134,13 @@ def test_scheduled_backups():
     assert proc.returncode != 0 and "volumeSnapshotClassName is required" in proc.stderr
 
 
-@pytest.mark.parametrize("sets,message", [
-    ({"cloudnativepg.enabled": True}, "cloudnativepg.enabled needs postgresql.enabled=false"),
-    ({**ON, "backup.enabled": True}, "with CloudNativePG use cloudnativepg.scheduledBackup"),
-])
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        ({"cloudnativepg.enabled": True}, "cloudnativepg.enabled needs postgresql.enabled=false"),
+        ({**ON, "backup.enabled": True}, "with CloudNativePG use cloudnativepg.scheduledBackup"),
+    ],
+)
 def test_mode_conflicts_are_refused(sets, message):
     proc = render_text(sets=sets, check=False)
     assert proc.returncode != 0 and message in proc.stderr
@@ -157,12 +160,15 @@ def test_connection_budget_behind_the_pooler():
     assert render_text(sets={**ON, "replicaCount": 20}, check=False).returncode != 0
     assert render_text(sets={**pooled, "replicaCount": 20}, check=False).returncode == 0
     # the clients must fit in one PgBouncer (kube-proxy may send them all to one)
-    proc = render_text(sets={**pooled, "replicaCount": 20, "cloudnativepg.pooler.maxClientConnections": 419},
-                       check=False)
+    proc = render_text(
+        sets={**pooled, "replicaCount": 20, "cloudnativepg.pooler.maxClientConnections": 419}, check=False
+    )
     assert proc.returncode != 0 and "= 420 client connections" in proc.stderr
     # and the poolers' server connections plus the migrations must fit in the Cluster
-    proc = render_text(sets={**pooled, "cloudnativepg.pooler.instances": 3,
-                             "cloudnativepg.pooler.defaultPoolSize": 30}, check=False)
+    proc = render_text(
+        sets={**pooled, "cloudnativepg.pooler.instances": 3, "cloudnativepg.pooler.defaultPoolSize": 30},
+        check=False,
+    )
     assert proc.returncode != 0 and "3 PgBouncers x (defaultPoolSize 30 + reservePoolSize 0)" in proc.stderr
     assert "= 94" in proc.stderr  # 90 + 3 init containers + 1 Job, over 100 - 10
 

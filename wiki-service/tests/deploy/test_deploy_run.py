@@ -35,16 +35,26 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-@pytest.mark.parametrize("values_file,sets", [
-    (None, {}),
-    # password as an env var, and two workers (Prometheus multiprocess dir under /tmp)
-    (CHART / "ci" / "password-env-values.yaml", {"config.workers": 2}),
-], ids=["chart-defaults", "password-env-2-workers"])
+@pytest.mark.parametrize(
+    "values_file,sets",
+    [
+        (None, {}),
+        # password as an env var, and two workers (Prometheus multiprocess dir under /tmp)
+        (CHART / "ci" / "password-env-values.yaml", {"config.workers": 2}),
+    ],
+    ids=["chart-defaults", "password-env-2-workers"],
+)
 def test_rendered_pod_runs_against_postgresql(values_file, sets, admin_url, serve, tmp_path):
     assert SERVICE_BIN.exists(), f"{SERVICE_BIN} missing: pip install ./wiki-service into this venv"
     suffix = uuid.uuid4().hex[:10]
-    objects = render(values_file, {**sets, "postgresql.auth.username": f"wiki_{suffix}",
-                                   "postgresql.auth.database": f"wikidb_{suffix}"})
+    objects = render(
+        values_file,
+        {
+            **sets,
+            "postgresql.auth.username": f"wiki_{suffix}",
+            "postgresql.auth.database": f"wikidb_{suffix}",
+        },
+    )
     pod = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
     api = next(c for c in pod["containers"] if c["name"] == "api")
     migrate = next(c for c in pod["initContainers"] if c["name"] == "migrate")
@@ -65,15 +75,27 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, admin_url, serv
     # A clean environment like the image's: nothing from this test process leaks in.
     work = tmp_path / "tmp"
     work.mkdir()
-    base = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    base = {
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(work),
+        "TMPDIR": str(work),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     point_at_test_server = {"DB_HOST": admin.host or "127.0.0.1", "DB_PORT": str(admin.port or 5432)}
     try:
         migrate_env = {
-            **base, **resolve_env(pod, migrate, objects, tmp_path / "secrets"), **point_at_test_server
+            **base,
+            **resolve_env(pod, migrate, objects, tmp_path / "secrets"),
+            **point_at_test_server,
         }
-        proc = subprocess.run(migrate["command"] + migrate.get("args", []), env=migrate_env,
-                              capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(
+            migrate["command"] + migrate.get("args", []),
+            env=migrate_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert proc.returncode == 0, f"migration failed:\n{proc.stdout}\n{proc.stderr}"
         assert password not in proc.stdout + proc.stderr
 
@@ -100,8 +122,14 @@ def test_rendered_pod_runs_against_postgresql(values_file, sets, admin_url, serv
         # the series the dashboard and the alerts query exist, with the labels they use
         status, metrics = _http("GET", base_url + "/metrics")
         assert status == 200
-        for name in ("users_created_total", "posts_created_total", "http_requests_total",
-                     "http_request_duration_seconds_bucket", "db_pool_checked_out", "db_pool_size"):
+        for name in (
+            "users_created_total",
+            "posts_created_total",
+            "http_requests_total",
+            "http_request_duration_seconds_bucket",
+            "db_pool_checked_out",
+            "db_pool_size",
+        ):
             assert re.search(rf"^{name}[{{ ]", metrics, re.M), f"{name} missing from /metrics"
         sample = re.search(r"^http_requests_total\{(.*)\}", metrics, re.M).group(1)
         for label in ("method", "route", "status"):

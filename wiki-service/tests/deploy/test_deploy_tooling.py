@@ -18,8 +18,9 @@ SERVICE = REPO / "wiki-service"
 
 def test_hadolint_clean():
     hadolint = find_tool("hadolint", "HADOLINT")
-    proc = subprocess.run([hadolint, "--no-color", str(SERVICE / "Dockerfile")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(SERVICE / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -51,8 +52,9 @@ def test_actionlint_clean():
     actionlint = find_tool("actionlint", "ACTIONLINT")
     workflows = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
     assert workflows
-    proc = subprocess.run([actionlint, *map(str, workflows)], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [actionlint, *map(str, workflows)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -86,7 +88,7 @@ def test_workflows_contract():
     assert 'docker pull "${REPOSITORY}@${DIGEST}"' in image_runs
     assert release["jobs"]["chart"]["needs"] == "image"
     chart_runs = " ".join(s.get("run", "") for s in release["jobs"]["chart"]["steps"])
-    assert "helm package" in chart_runs and "helm push dist/*.tgz \"oci://ghcr.io/" in chart_runs
+    assert "helm package" in chart_runs and 'helm push dist/*.tgz "oci://ghcr.io/' in chart_runs
     assert 'helm template wiki "oci://ghcr.io/' in chart_runs and "image.digest=${DIGEST}" in chart_runs
     # the release rewrites image.repository with sed: the pattern must hit that line only
     values = (REPO / "charts" / "wiki-service" / "values.yaml").read_text()
@@ -117,8 +119,11 @@ def test_compose_structure():
 
 
 def test_env_example_matches_compose_and_secrets_stay_untracked():
-    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     for key in ("DB_USER", "DB_PASSWORD", "DB_NAME"):
         assert example.get(key), key
     assert example["DB_PASSWORD"] != "postgres"
@@ -152,10 +157,18 @@ def _dockerignored(path: str, rules: list[str]) -> bool:
 
 def test_image_build_context_installs(tmp_path):
     """Replays the builder stage on the files .dockerignore lets into the context."""
-    rules = [line.strip() for line in (SERVICE / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                             cwd=SERVICE, capture_output=True, text=True, check=True).stdout.split()
+    rules = [
+        line.strip()
+        for line in (SERVICE / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=SERVICE,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     context = tmp_path / "context"
     kept = [p for p in tracked if not _dockerignored(p, rules)]
     assert not [p for p in kept if p.startswith(("tests/", ".venv", ".env"))]
@@ -166,9 +179,21 @@ def test_image_build_context_installs(tmp_path):
     for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
         assert (context / source).exists(), f"COPY {source}: not in the build context"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-         "-w", str(tmp_path / "out"), str(context)],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(tmp_path / "out"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "out").glob("wiki_service-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -70,15 +70,28 @@ class Load:
         try:
             response = await client.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            outcome = Outcome(str(client.base_url).rstrip("/"), method, path, started,
-                              time.monotonic() - started, None, type(error).__name__)
+            outcome = Outcome(
+                str(client.base_url).rstrip("/"),
+                method,
+                path,
+                started,
+                time.monotonic() - started,
+                None,
+                type(error).__name__,
+            )
             self.outcomes.append(outcome)
             return outcome
         is_json = response.headers.get("content-type", "").startswith("application/json")
-        outcome = Outcome(str(client.base_url).rstrip("/"), method, path, started,
-                          time.monotonic() - started, response.status_code,
-                          retry_after=response.headers.get("retry-after"),
-                          body=response.json() if is_json else None)
+        outcome = Outcome(
+            str(client.base_url).rstrip("/"),
+            method,
+            path,
+            started,
+            time.monotonic() - started,
+            response.status_code,
+            retry_after=response.headers.get("retry-after"),
+            body=response.json() if is_json else None,
+        )
         self.outcomes.append(outcome)
         return outcome
 
@@ -96,8 +109,9 @@ class Load:
             if my_users:
                 user_id = my_users[-1]
                 content = f"post by {user_id}: {uuid.uuid4().hex} ünïcode ✓"
-                outcome = await self.request(next(clients), "POST", "/posts",
-                                             json={"user_id": user_id, "content": content})
+                outcome = await self.request(
+                    next(clients), "POST", "/posts", json={"user_id": user_id, "content": content}
+                )
                 if outcome.ok:
                     body = outcome.body
                     self._ack(self.posts, body["post_id"], (body["user_id"], content), outcome)
@@ -106,7 +120,7 @@ class Load:
             await asyncio.sleep(self.pause)
 
     async def _reader(self, number: int) -> None:
-        clients = itertools.cycle(self._clients[number % len(self._clients):] + self._clients)
+        clients = itertools.cycle(self._clients[number % len(self._clients) :] + self._clients)
         while not self._stop.is_set():
             for path in ("/users?limit=3", "/posts?limit=3"):
                 outcome = await self.request(next(clients), "GET", path)
@@ -134,15 +148,22 @@ async def assert_acknowledged_writes_stored(load: Load, db_url: str) -> None:
     assert not load.duplicate_ids, load.duplicate_ids[:5]
     conn = await asyncpg.connect(db_url)
     try:
-        users = dict(await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::bigint[])",
-                                      list(load.users)))
-        posts = {row[0]: (row[1], row[2]) for row in await conn.fetch(
-            "SELECT id, user_id, content FROM posts WHERE id = ANY($1::bigint[])", list(load.posts))}
+        users = dict(
+            await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::bigint[])", list(load.users))
+        )
+        posts = {
+            row[0]: (row[1], row[2])
+            for row in await conn.fetch(
+                "SELECT id, user_id, content FROM posts WHERE id = ANY($1::bigint[])", list(load.posts)
+            )
+        }
         orphans = await conn.fetchval(
-            "SELECT count(*) FROM posts p LEFT JOIN users u ON u.id = p.user_id WHERE u.id IS NULL")
+            "SELECT count(*) FROM posts p LEFT JOIN users u ON u.id = p.user_id WHERE u.id IS NULL"
+        )
         duplicates = await conn.fetchval(
             "SELECT (SELECT count(*) - count(DISTINCT id) FROM users)"
-            " + (SELECT count(*) - count(DISTINCT id) FROM posts)")
+            " + (SELECT count(*) - count(DISTINCT id) FROM posts)"
+        )
     finally:
         await conn.close()
     missing_users = {k: v for k, v in load.users.items() if users.get(k) != v}
@@ -196,7 +217,8 @@ async def wait_for_blocked(db_url: str, count: int, timeout: float = 30.0) -> No
         while True:
             waiting = await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = 'wiki-service' AND wait_event_type = 'Lock'")
+                " WHERE application_name = 'wiki-service' AND wait_event_type = 'Lock'"
+            )
             if waiting >= count:
                 return
             assert time.monotonic() < deadline, f"only {waiting} of {count} requests blocked"

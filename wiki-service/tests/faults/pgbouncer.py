@@ -19,8 +19,18 @@ PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"  # scripts/lib/in
 class PgBouncer:
     """One database `name` on 127.0.0.1:port, pooled onto the server at host:server_port."""
 
-    def __init__(self, *, host: str, server_port: int, database: str, user: str, password: str,
-                 name: str = "wiki", pool_size: int = 4, pool_mode: str = "transaction") -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        server_port: int,
+        database: str,
+        user: str,
+        password: str,
+        name: str = "wiki",
+        pool_size: int = 4,
+        pool_mode: str = "transaction",
+    ) -> None:
         self.name, self.user, self.port = name, user, free_port()
         self.host = "127.0.0.1"
         self.root = Path(tempfile.mkdtemp(prefix="wiki-pgbouncer-"))
@@ -48,8 +58,11 @@ class PgBouncer:
             for path in (self.root, *self.root.iterdir()):
                 shutil.chown(path, SERVICE_USER, SERVICE_USER)
         self.process = subprocess.Popen(
-            [PGBOUNCER, str(self.root / "pgbouncer.ini")], user=as_user,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [PGBOUNCER, str(self.root / "pgbouncer.ini")],
+            user=as_user,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -27,19 +27,41 @@ class ReplicatedPair:
     def __init__(self, password: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="wiki-failover-"))
         self.password = password
-        self.primary = EmbeddedPostgres(self.root / "primary", password=password, bin_dir=PG15_BIN,
-                                        settings={"synchronous_standby_names": STANDBY_NAME})
+        self.primary = EmbeddedPostgres(
+            self.root / "primary",
+            password=password,
+            bin_dir=PG15_BIN,
+            settings={"synchronous_standby_names": STANDBY_NAME},
+        )
         # cluster_name is the walreceiver's application_name: the name the primary waits for.
         # Without synchronous_standby_names of its own, the promoted standby never waits.
-        self.standby = EmbeddedPostgres(self.root / "standby", password=password, bin_dir=PG15_BIN,
-                                        settings={"cluster_name": STANDBY_NAME})
+        self.standby = EmbeddedPostgres(
+            self.root / "standby",
+            password=password,
+            bin_dir=PG15_BIN,
+            settings={"cluster_name": STANDBY_NAME},
+        )
         self._orphans: list[int] = []
 
     def start(self) -> ReplicatedPair:
         self.primary.start()
-        self.standby.run("pg_basebackup", "-D", str(self.standby.data_dir), "-h", self.primary.host,
-                         "-p", str(self.primary.port), "-U", "postgres", "-R", "-X", "stream",
-                         "-c", "fast", env={"PGPASSWORD": self.password})
+        self.standby.run(
+            "pg_basebackup",
+            "-D",
+            str(self.standby.data_dir),
+            "-h",
+            self.primary.host,
+            "-p",
+            str(self.primary.port),
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            env={"PGPASSWORD": self.password},
+        )
         self.standby.start()
         asyncio.run(self._wait_synchronous())
         return self
@@ -48,9 +70,12 @@ class ReplicatedPair:
         conn = await asyncpg.connect(self.primary.url())
         try:
             async with asyncio.timeout(timeout):
-                while await conn.fetchval(
-                        "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1",
-                        STANDBY_NAME) != "sync":
+                while (
+                    await conn.fetchval(
+                        "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1", STANDBY_NAME
+                    )
+                    != "sync"
+                ):
                     await asyncio.sleep(0.1)
         finally:
             await conn.close()

@@ -25,8 +25,11 @@ async def test_database_restart_under_load(fault_db, serve):
     urls = [s.base_url for s in servers]
     pg = fault_db.server
 
-    async with Load(urls, writers=4) as load, Probe(urls, "/healthz") as live, \
-            Probe(urls, "/readyz") as ready:
+    async with (
+        Load(urls, writers=4) as load,
+        Probe(urls, "/healthz") as live,
+        Probe(urls, "/readyz") as ready,
+    ):
         await asyncio.sleep(2)  # steady state first
         steady_end = time.monotonic()
 
@@ -40,9 +43,10 @@ async def test_database_restart_under_load(fault_db, serve):
         # Poll until a write and a read succeed on both processes; then everything must.
         async with httpx.AsyncClient(timeout=30) as http:
             while True:
-                answers = await asyncio.gather(*(
-                    http.post(f"{url}/users", json={"name": "probe"}) for url in urls
-                ), *(http.get(f"{url}/users?limit=1") for url in urls))
+                answers = await asyncio.gather(
+                    *(http.post(f"{url}/users", json={"name": "probe"}) for url in urls),
+                    *(http.get(f"{url}/users?limit=1") for url in urls),
+                )
                 if all(a.status_code in (200, 201) for a in answers):
                     break
                 assert time.monotonic() - up_at <= RECOVERY_BOUND, [a.status_code for a in answers]
@@ -68,8 +72,7 @@ async def test_database_restart_under_load(fault_db, serve):
     assert outage and all(o.status == 503 for o in outage), describe([o for o in outage if o.status != 503])
     # Liveness never depends on the database; readiness says it is away.
     assert all(o.status == 200 for o in live.outcomes)
-    assert ready.between(down_at, up_begin) and all(
-        o.status == 503 for o in ready.between(down_at, up_begin))
+    assert ready.between(down_at, up_begin) and all(o.status == 503 for o in ready.between(down_at, up_begin))
     after = load.between(recovered_at, end) + ready.between(recovered_at, end)
     assert after and all(o.ok for o in after), describe([o for o in after if not o.ok])
 
@@ -77,6 +80,8 @@ async def test_database_restart_under_load(fault_db, serve):
     assert [s.process.pid for s in servers] == pids and all(s.process.poll() is None for s in servers)
     await assert_acknowledged_writes_stored(load, fault_db.url)
     assert len(load.users) > 20 and len(load.posts) > 20
-    print(f"\nrestart: {len(load.outcomes)} requests, {len(load.users)} users and {len(load.posts)} "
-          f"posts acknowledged, {len(outage)} answered 503 during the outage, "
-          f"max latency {max(o.latency for o in everything):.2f}s, recovered {recovery:.2f}s after start()")
+    print(
+        f"\nrestart: {len(load.outcomes)} requests, {len(load.users)} users and {len(load.posts)} "
+        f"posts acknowledged, {len(outage)} answered 503 during the outage, "
+        f"max latency {max(o.latency for o in everything):.2f}s, recovered {recovery:.2f}s after start()"
+    )

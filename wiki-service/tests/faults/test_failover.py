@@ -44,9 +44,14 @@ async def _writes_everywhere(urls: list[str]) -> bool:
 async def test_primary_killed_standby_promoted_under_load(pair, serve):
     primary, standby = pair.primary, pair.standby
     await create_database(primary.url(), DATABASE)
-    env = service_env(DB_HOST=f"{primary.host}:{primary.port},{standby.host}:{standby.port}",
-                      DB_USER="postgres", DB_PASSWORD=FAULT_PASSWORD, DB_NAME=DATABASE,
-                      DB_POOL_TIMEOUT="2", LOG_LEVEL="info")
+    env = service_env(
+        DB_HOST=f"{primary.host}:{primary.port},{standby.host}:{standby.port}",
+        DB_USER="postgres",
+        DB_PASSWORD=FAULT_PASSWORD,
+        DB_NAME=DATABASE,
+        DB_POOL_TIMEOUT="2",
+        LOG_LEVEL="info",
+    )
     env.pop("DATABASE_URL", None)
     upgrade = run_cli("db", "upgrade", env=env)  # read-write: it must pick the primary
     assert upgrade.returncode == 0, upgrade.stderr
@@ -77,8 +82,11 @@ async def test_primary_killed_standby_promoted_under_load(pair, serve):
     assert not wrong, describe(wrong)  # never a 500, never a dropped connection
     steady = [o for o in load.outcomes if o.started + o.latency < steady_end]  # answered before the kill
     assert steady and all(o.ok for o in steady), describe([o for o in steady if not o.ok])
-    outage = [o for o in load.between(killed_at + 0.5, promote_at)
-              if o.method == "POST" and o.started + o.latency < promote_at]
+    outage = [
+        o
+        for o in load.between(killed_at + 0.5, promote_at)
+        if o.method == "POST" and o.started + o.latency < promote_at
+    ]
     assert outage and not [o for o in outage if o.ok], describe([o for o in outage if o.ok])
     after = load.between(recovered_at, end)
     assert after and all(o.ok for o in after), describe([o for o in after if not o.ok])
@@ -98,9 +106,11 @@ async def test_primary_killed_standby_promoted_under_load(pair, serve):
         output = server.output()
         assert '"level":"error"' not in output
         assert not any(secret in output for secret in SECRET_FORMS)
-    print(f"\nfailover: {len(load.outcomes)} requests, {len(load.users)} users and {len(load.posts)} posts "
-          f"acknowledged ({len(acknowledged_before_kill)} writes before the kill), "
-          f"{sum(o.status == 503 for o in load.outcomes)} answered 503; pg_ctl promote took "
-          f"{promoted_at - promote_at:.2f}s; writes succeeded on both processes {recovery:.2f}s after "
-          f"promote was issued ({recovered_at - promoted_at:.2f}s after it returned); "
-          f"max latency {max(o.latency for o in everything):.2f}s")
+    print(
+        f"\nfailover: {len(load.outcomes)} requests, {len(load.users)} users and {len(load.posts)} posts "
+        f"acknowledged ({len(acknowledged_before_kill)} writes before the kill), "
+        f"{sum(o.status == 503 for o in load.outcomes)} answered 503; pg_ctl promote took "
+        f"{promoted_at - promote_at:.2f}s; writes succeeded on both processes {recovery:.2f}s after "
+        f"promote was issued ({recovered_at - promoted_at:.2f}s after it returned); "
+        f"max latency {max(o.latency for o in everything):.2f}s"
+    )

@@ -19,11 +19,15 @@ IN_FLIGHT = 3
 
 async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(fault_db, serve):
     server = serve(fault_db.env(DB_POOL_TIMEOUT="2"))
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http, \
-            TableLock(fault_db.url, "users") as lock:
+    async with (
+        httpx.AsyncClient(base_url=server.base_url, timeout=60) as http,
+        TableLock(fault_db.url, "users") as lock,
+    ):
         # Writes held inside PostgreSQL by the lock: in flight when the signal comes.
-        in_flight = [asyncio.create_task(http.post("/users", json={"name": f"in flight {n}"}))
-                     for n in range(IN_FLIGHT)]
+        in_flight = [
+            asyncio.create_task(http.post("/users", json={"name": f"in flight {n}"}))
+            for n in range(IN_FLIGHT)
+        ]
         await wait_for_blocked(fault_db.url, IN_FLIGHT)
         server.process.send_signal(signal.SIGTERM)
 

@@ -29,8 +29,14 @@ EXECUTE = re.compile(r"LOG:  execute (\S+?):")
 @pytest.fixture
 def bouncer(fault_db):
     server = fault_db.server
-    bouncer = PgBouncer(host=server.host, server_port=server.port, database=fault_db.name,
-                        user="postgres", password=FAULT_PASSWORD, pool_size=POOL_SIZE).start()
+    bouncer = PgBouncer(
+        host=server.host,
+        server_port=server.port,
+        database=fault_db.name,
+        user="postgres",
+        password=FAULT_PASSWORD,
+        pool_size=POOL_SIZE,
+    ).start()
     try:
         yield bouncer
     finally:
@@ -46,7 +52,7 @@ async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bou
     upgrade = run_cli("db", "upgrade", env=fault_db.env(DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS)))
     assert upgrade.returncode == 0, upgrade.stderr
     admin = await fault_db.connect()
-    await admin.execute(f'ALTER DATABASE "{fault_db.name}" SET log_statement = \'all\'')
+    await admin.execute(f"ALTER DATABASE \"{fault_db.name}\" SET log_statement = 'all'")
     await admin.close()
     log = fault_db.server.data_dir / "server.log"
     log_start = log.stat().st_size
@@ -71,14 +77,22 @@ async def test_mixed_traffic_through_pgbouncer_in_transaction_mode(fault_db, bou
     named = sorted({name for name in executed if name != "<unnamed>"})
     assert not named, f"named prepared statements went through the pooler: {named[:5]}"
     assert "unsupported startup parameter" not in bouncer.log()
-    print(f"\npgbouncer: {len(load.outcomes)} requests from 2 processes over a pool of {POOL_SIZE}, "
-          f"{len(load.users)} users and {len(load.posts)} posts acknowledged, "
-          f"{len(executed)} statements executed, all unnamed")
+    print(
+        f"\npgbouncer: {len(load.outcomes)} requests from 2 processes over a pool of {POOL_SIZE}, "
+        f"{len(load.users)} users and {len(load.posts)} posts acknowledged, "
+        f"{len(executed)} statements executed, all unnamed"
+    )
 
     # The timeout applies to the pooled sessions: a request stuck behind a lock is canceled.
     async with TableLock(fault_db.url, "users") as lock, httpx.AsyncClient(timeout=30) as http:
-        pooled = await asyncpg.connect(host=bouncer.host, port=bouncer.port, user="postgres",
-                                       password=FAULT_PASSWORD, database=bouncer.name, statement_cache_size=0)
+        pooled = await asyncpg.connect(
+            host=bouncer.host,
+            port=bouncer.port,
+            user="postgres",
+            password=FAULT_PASSWORD,
+            database=bouncer.name,
+            statement_cache_size=0,
+        )
         assert await pooled.fetchval("SHOW statement_timeout") == f"{STATEMENT_TIMEOUT_MS // 1000}s"
         await pooled.close()
         blocked = asyncio.create_task(http.post(f"{urls[0]}/users", json={"name": "blocked"}))
@@ -98,11 +112,16 @@ async def test_prepared_statements_left_on_through_pgbouncer_are_never_500(fault
     # may even answer 404 for a row that exists (seen once), and acknowledged writes are not
     # checked: only DB_PREPARED_STATEMENTS=false is safe. What holds: never a 500, never a hang
     # or a dropped connection; a clash is 503 + Retry-After.
-    wrong = [o for o in load.outcomes
-             if o.status is None or (o.status >= 500 and not (o.status == 503 and o.retry_after))]
+    wrong = [
+        o
+        for o in load.outcomes
+        if o.status is None or (o.status >= 500 and not (o.status == 503 and o.retry_after))
+    ]
     assert not wrong, describe(wrong)
     unavailable = [o for o in load.outcomes if o.status == 503]
     assert unavailable, "no prepared statement clashed: the pool is too large to show the failure"
     assert any("DB_PREPARED_STATEMENTS=false" in server.output() for server in servers)
-    print(f"\npgbouncer with prepared statements on: {len(unavailable)} of {len(load.outcomes)} requests "
-          "answered 503")
+    print(
+        f"\npgbouncer with prepared statements on: {len(unavailable)} of {len(load.outcomes)} requests "
+        "answered 503"
+    )

@@ -23,8 +23,7 @@ async def _timed(request) -> tuple[httpx.Response, float]:
 
 
 async def test_pool_exhaustion_answers_503_after_the_pool_timeout(fault_db, serve):
-    server = serve(fault_db.env(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0",
-                                       DB_POOL_TIMEOUT=str(POOL_TIMEOUT)))
+    server = serve(fault_db.env(DB_POOL_SIZE="1", DB_MAX_OVERFLOW="0", DB_POOL_TIMEOUT=str(POOL_TIMEOUT)))
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         user_id = (await http.post("/users", json={"name": "held"})).json()["id"]
         async with TableLock(fault_db.url, "users") as lock:
@@ -51,5 +50,7 @@ async def test_pool_exhaustion_answers_503_after_the_pool_timeout(fault_db, serv
     assert live.status_code == 200
     assert first.status_code == 200 and first.json()["name"] == "held"
     assert after.status_code == 200
-    print(f"\npool exhaustion: {len(excess)} excess requests answered 503 in "
-          f"{min(t for _, t in excess):.2f}-{max(t for _, t in excess):.2f}s (pool timeout {POOL_TIMEOUT}s)")
+    print(
+        f"\npool exhaustion: {len(excess)} excess requests answered 503 in "
+        f"{min(t for _, t in excess):.2f}-{max(t for _, t in excess):.2f}s (pool timeout {POOL_TIMEOUT}s)"
+    )

@@ -47,6 +47,8 @@ async def test_sigkill_one_process_under_load(fault_db, serve):
     assert '"level":"error"' not in output and "Traceback" not in output
 
     await assert_acknowledged_writes_stored(load, fault_db.url)
-    print(f"\nsigkill: {len(load.outcomes)} requests, {len(on_survivor)} on the survivor (all 2xx), "
-          f"{sum(o.status is None for o in on_victim)} cut off or refused on the killed process, "
-          f"{len(load.users)} users and {len(load.posts)} posts acknowledged and stored")
+    print(
+        f"\nsigkill: {len(load.outcomes)} requests, {len(on_survivor)} on the survivor (all 2xx), "
+        f"{sum(o.status is None for o in on_victim)} cut off or refused on the killed process, "
+        f"{len(load.users)} users and {len(load.posts)} posts acknowledged and stored"
+    )

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.image.database import ImageDatabase, create_image_database, drop_image_database
-from tests.image.podman import BASE_IMAGE, FIGURES, IMAGE, OWN_LAYERS_BUDGET, SERVICE, build, image_size, run_script
+from tests.image.podman import (
+    BASE_IMAGE,
+    FIGURES,
+    IMAGE,
+    OWN_LAYERS_BUDGET,
+    SERVICE,
+    build,
+    image_size,
+    run_script,
+)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -35,8 +44,10 @@ def image(image_tools) -> str:
     """The service's image, built from wiki-service/Dockerfile on the stand-in base."""
     log = build(SERVICE, IMAGE)
     total, base = image_size(IMAGE), image_size(BASE_IMAGE)
-    FIGURES["image size"] = (f"{total / 1e6:.1f} MB in all, {(total - base) / 1e6:.1f} MB of own layers "
-                             f"on the {base / 1e6:.1f} MB stand-in base (budget {OWN_LAYERS_BUDGET / 1e6:.0f} MB)")
+    FIGURES["image size"] = (
+        f"{total / 1e6:.1f} MB in all, {(total - base) / 1e6:.1f} MB of own layers "
+        f"on the {base / 1e6:.1f} MB stand-in base (budget {OWN_LAYERS_BUDGET / 1e6:.0f} MB)"
+    )
     assert "Successfully tagged" in log or "COMMIT" in log
     return IMAGE
 

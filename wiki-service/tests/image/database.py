@@ -34,8 +34,14 @@ class ImageDatabase:
 
     def env(self, **extra: str) -> dict[str, str]:
         """What a container gets: no password, only the path of the mounted secret."""
-        return {"DB_HOST": self.host, "DB_PORT": str(self.port), "DB_USER": self.user,
-                "DB_NAME": self.name, "DB_PASSWORD_FILE": SECRET_FILE, **extra}
+        return {
+            "DB_HOST": self.host,
+            "DB_PORT": str(self.port),
+            "DB_USER": self.user,
+            "DB_NAME": self.name,
+            "DB_PASSWORD_FILE": SECRET_FILE,
+            **extra,
+        }
 
     @property
     def volumes(self) -> tuple[str, ...]:
@@ -44,9 +50,11 @@ class ImageDatabase:
     @property
     def url(self) -> str:
         """libpq URL with the password, for the test's own checks."""
-        return make_url(f"postgresql://{self.host}:{self.port}").set(
-            username=self.user, password=IMAGE_PASSWORD, database=self.name
-        ).render_as_string(hide_password=False)
+        return (
+            make_url(f"postgresql://{self.host}:{self.port}")
+            .set(username=self.user, password=IMAGE_PASSWORD, database=self.name)
+            .render_as_string(hide_password=False)
+        )
 
 
 def create_image_database(admin_url: str, directory: Path) -> ImageDatabase:

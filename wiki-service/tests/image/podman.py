@@ -26,8 +26,7 @@ OWN_LAYERS_BUDGET = 150 * 1000 * 1000  # bytes, as podman counts image sizes
 FIGURES: dict[str, str] = {}  # name: figure, for the run's summary (the image tests' conftest)
 APP_UID = 10001
 # What the chart and compose.yaml ask for: nothing writable but /tmp, no capabilities.
-HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges")
+HARDENED = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
 
 
 def podman_env() -> dict[str, str]:
@@ -35,21 +34,37 @@ def podman_env() -> dict[str, str]:
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                          env=podman_env(), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["podman", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=podman_env(),
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
-                    f"\n{proc.stderr[-3000:]}", pytrace=False)
+        pytest.fail(
+            f"podman {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
+            f"\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
     return proc
 
 
 def run_script(name: str, timeout: float = 900) -> None:
     """scripts/lib/NAME (installs system tools, builds the stand-in base); FAIL with its output."""
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "lib" / name)], capture_output=True,
-                          text=True, timeout=timeout, env=podman_env(), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "lib" / name)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=podman_env(),
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
-        pytest.fail(f"scripts/lib/{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
-                    pytrace=False)
+        pytest.fail(
+            f"scripts/lib/{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False
+        )
 
 
 def build(context: Path, tag: str, *args: str) -> str:
@@ -57,9 +72,23 @@ def build(context: Path, tag: str, *args: str) -> str:
     bundle pip needs mounted at the same path. Docker format keeps the HEALTHCHECK."""
     cert = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
     mount = ("-v", f"{cert}:{cert}:ro") if Path(cert).is_file() else ()
-    proc = podman("build", "--isolation", "chroot", "--network", "host", "--format", "docker",
-                  *mount, "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", *args, "-t", tag,
-                  str(context), timeout=900)
+    proc = podman(
+        "build",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        "--format",
+        "docker",
+        *mount,
+        "--build-arg",
+        f"PYTHON_IMAGE={BASE_IMAGE}",
+        *args,
+        "-t",
+        tag,
+        str(context),
+        timeout=900,
+    )
     return proc.stdout + proc.stderr
 
 
@@ -93,14 +122,32 @@ def wait_http(url: str, container: str, timeout: float = 60) -> None:
 class Container:
     """One detached container, removed by `remove()`."""
 
-    def __init__(self, image: str, *args: str, env: dict[str, str] | None = None,
-                 volumes: tuple[str, ...] = (), command: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        image: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        volumes: tuple[str, ...] = (),
+        command: tuple[str, ...] = (),
+    ) -> None:
         self.name = f"wiki-test-{uuid.uuid4().hex[:10]}"
         env_args = [part for key, value in (env or {}).items() for part in ("-e", f"{key}={value}")]
         volume_args = [part for volume in volumes for part in ("-v", volume)]
         # No systemd here to run health checks on a timer; the tests run them on demand.
-        podman("run", "-d", "--name", self.name, "--health-interval", "disable", *HARDENED,
-               *env_args, *volume_args, *args, image, *command)
+        podman(
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--health-interval",
+            "disable",
+            *HARDENED,
+            *env_args,
+            *volume_args,
+            *args,
+            image,
+            *command,
+        )
 
     def logs(self) -> str:
         return logs(self.name)
@@ -127,10 +174,21 @@ class Container:
         podman("rm", "--force", "--time", "0", self.name, check=False)
 
 
-def run_once(image: str, *command: str, env: dict[str, str] | None = None,
-             volumes: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_once(
+    image: str, *command: str, env: dict[str, str] | None = None, volumes: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """`podman run --rm`, hardened, for a one-shot command; the result is returned, not checked."""
     env_args = [part for key, value in (env or {}).items() for part in ("-e", f"{key}={value}")]
     volume_args = [part for volume in volumes for part in ("-v", volume)]
-    return podman("run", "--rm", "--health-interval", "disable", *HARDENED, *env_args,
-                  *volume_args, image, *command, check=False)
+    return podman(
+        "run",
+        "--rm",
+        "--health-interval",
+        "disable",
+        *HARDENED,
+        *env_args,
+        *volume_args,
+        image,
+        *command,
+        check=False,
+    )

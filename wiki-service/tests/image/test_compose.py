@@ -68,23 +68,47 @@ class Compose:
     api_port: int
 
     def __call__(self, *args: str) -> str:
-        command = [sys.executable, "-m", "podman_compose", "--project-name", self.project,
-                   "--file", str(self.directory / "compose.yaml"), "--file", str(STAND_IN_OVERRIDE),
-                   *args]
-        proc = subprocess.run(command, cwd=self.directory, capture_output=True, text=True,
-                              timeout=300, stdin=subprocess.DEVNULL,
-                              # "${API_PORT:-8000}:8000" then publishes on loopback only
-                              env={**podman_env(), "API_PORT": f"127.0.0.1:{self.api_port}"})
+        command = [
+            sys.executable,
+            "-m",
+            "podman_compose",
+            "--project-name",
+            self.project,
+            "--file",
+            str(self.directory / "compose.yaml"),
+            "--file",
+            str(STAND_IN_OVERRIDE),
+            *args,
+        ]
+        proc = subprocess.run(
+            command,
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+            # "${API_PORT:-8000}:8000" then publishes on loopback only
+            env={**podman_env(), "API_PORT": f"127.0.0.1:{self.api_port}"},
+        )
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
-            pytest.fail(f"podman-compose {' '.join(args)} failed ({proc.returncode}):\n{output[-3000:]}",
-                        pytrace=False)
+            pytest.fail(
+                f"podman-compose {' '.join(args)} failed ({proc.returncode}):\n{output[-3000:]}",
+                pytrace=False,
+            )
         return output
 
     def container(self, service: str) -> str:
-        names = podman("ps", "--all", "--format", "{{.Names}}",
-                       "--filter", f"label=io.podman.compose.project={self.project}",
-                       "--filter", f"label=com.docker.compose.service={service}").stdout.split()
+        names = podman(
+            "ps",
+            "--all",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            f"label=io.podman.compose.project={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ).stdout.split()
         assert len(names) == 1, (service, names)
         return names[0]
 
@@ -93,10 +117,16 @@ class Compose:
         label = f"label=io.podman.compose.project={self.project}"
         return {
             "containers": podman("ps", "--all", "--format", "{{.Names}}", "--filter", label).stdout.split(),
-            "networks": [name for name in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
-                         if name.startswith(f"{self.project}_")],
-            "volumes": [name for name in podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
-                        if name.startswith(f"{self.project}_")],
+            "networks": [
+                name
+                for name in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+                if name.startswith(f"{self.project}_")
+            ],
+            "volumes": [
+                name
+                for name in podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+                if name.startswith(f"{self.project}_")
+            ],
         }
 
 
@@ -117,8 +147,10 @@ class Stack:
 
 def write_env_file(directory: Path) -> dict[str, str]:
     """What the README says to do: copy .env.example and set DB_PASSWORD."""
-    lines = [f"DB_PASSWORD='{COMPOSE_PASSWORD}'" if line.startswith("DB_PASSWORD=") else line
-             for line in (REPO / ".env.example").read_text().splitlines()]
+    lines = [
+        f"DB_PASSWORD='{COMPOSE_PASSWORD}'" if line.startswith("DB_PASSWORD=") else line
+        for line in (REPO / ".env.example").read_text().splitlines()
+    ]
     (directory / ".env").write_text("\n".join(lines) + "\n")
     values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     return {**values, "DB_PASSWORD": COMPOSE_PASSWORD}
@@ -139,8 +171,10 @@ def wait_healthy(container: str) -> datetime:
 def declared_conditions() -> dict[str, dict[str, str]]:
     """compose.yaml's depends_on, per service: {dependency: condition}."""
     services = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]
-    return {name: {dependency: spec["condition"] for dependency, spec in service.get("depends_on", {}).items()}
-            for name, service in services.items()}
+    return {
+        name: {dependency: spec["condition"] for dependency, spec in service.get("depends_on", {}).items()}
+        for name, service in services.items()
+    }
 
 
 def meet(compose: Compose, dependency: str, condition: str, healthy_at: dict[str, datetime]) -> None:
@@ -190,9 +224,20 @@ def test_db_healthcheck_is_compose_files_pg_isready(stack):
 def test_stand_in_db_takes_postgres_user_password_and_db(stack):
     """The app's login works (the other tests); a wrong password does not."""
     db = stack.compose.container("db")
-    sql = ("psql", "--no-psqlrc", "--tuples-only", "--no-align", "-h", "127.0.0.1",
-           "-U", stack.env_file["DB_USER"], "-d", stack.env_file["DB_NAME"],
-           "-c", "SELECT current_user || ' ' || current_database()")
+    sql = (
+        "psql",
+        "--no-psqlrc",
+        "--tuples-only",
+        "--no-align",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        stack.env_file["DB_USER"],
+        "-d",
+        stack.env_file["DB_NAME"],
+        "-c",
+        "SELECT current_user || ' ' || current_database()",
+    )
     right = podman("exec", "-e", f"PGPASSWORD={COMPOSE_PASSWORD}", db, *sql)
     assert right.stdout.strip() == f"{stack.env_file['DB_USER']} {stack.env_file['DB_NAME']}"
     wrong = podman("exec", "-e", "PGPASSWORD=not-the-password", db, *sql, check=False)

@@ -14,8 +14,18 @@ from packaging.utils import canonicalize_name
 
 from app.embedded import free_port
 from tests.image.database import SECRET_FORMS, ImageDatabase
-from tests.image.podman import (APP_UID, BASE_IMAGE, FIGURES, OWN_LAYERS_BUDGET, SERVICE, Container, image_size,
-                                inspect, podman, run_once)
+from tests.image.podman import (
+    APP_UID,
+    BASE_IMAGE,
+    FIGURES,
+    OWN_LAYERS_BUDGET,
+    SERVICE,
+    Container,
+    image_size,
+    inspect,
+    podman,
+    run_once,
+)
 from tests.support.sqlite_source import clean_source
 
 pytestmark = pytest.mark.image
@@ -54,10 +64,25 @@ def test_image_builds_within_its_size_budget(image):
 def test_build_installs_exactly_the_lock(image):
     """The venv in the image holds the lock's pins and nothing else (the build used the lock)."""
     lock = (SERVICE / "requirements.lock").read_text()
-    locked = {canonicalize_name(name): version
-              for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", lock, re.M)}
-    proc = podman("run", "--rm", image, "python", "-m", "pip", "list", "--format", "json",
-                  "--exclude", "pip", "--exclude", "setuptools")
+    locked = {
+        canonicalize_name(name): version
+        for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", lock, re.M)
+    }
+    proc = podman(
+        "run",
+        "--rm",
+        image,
+        "python",
+        "-m",
+        "pip",
+        "list",
+        "--format",
+        "json",
+        "--exclude",
+        "pip",
+        "--exclude",
+        "setuptools",
+    )
     installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(proc.stdout)}
     assert installed.pop("wiki-service") == "0.1.0"
     assert installed == locked
@@ -74,8 +99,11 @@ def test_check_db_and_db_upgrade(image, image_db):
 
 def test_runs_hardened(served):
     assert served.exec("id", "-u").stdout.strip() == str(APP_UID)
-    status = dict(line.split(":\t", 1) for line in served.exec("cat", "/proc/1/status").stdout.splitlines()
-                  if ":\t" in line)
+    status = dict(
+        line.split(":\t", 1)
+        for line in served.exec("cat", "/proc/1/status").stdout.splitlines()
+        if ":\t" in line
+    )
     for caps in ("CapEff", "CapPrm", "CapBnd"):
         assert int(status[caps], 16) == 0, (caps, status[caps])
     assert status["NoNewPrivs"].strip() == "1"
@@ -128,16 +156,26 @@ def test_migrate_sqlite_from_the_image(image, empty_image_db, tmp_path):
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     source = clean_source(tmp_path / "app.db", users=30, posts=60)
     source.chmod(0o444)
-    result = run_once(image, "wiki-service", "migrate-sqlite", "/data/app.db",
-                      "--reject-report", "/tmp/rejects.jsonl", "--no-progress",
-                      env=target.env(), volumes=(*target.volumes, f"{source}:/data/app.db:ro"))
+    result = run_once(
+        image,
+        "wiki-service",
+        "migrate-sqlite",
+        "/data/app.db",
+        "--reject-report",
+        "/tmp/rejects.jsonl",
+        "--no-progress",
+        env=target.env(),
+        volumes=(*target.volumes, f"{source}:/data/app.db:ro"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     async def counts() -> tuple[int, int]:
         conn = await asyncpg.connect(target.url)
         try:
-            return (await conn.fetchval("SELECT count(*) FROM users"),
-                    await conn.fetchval("SELECT count(*) FROM posts"))
+            return (
+                await conn.fetchval("SELECT count(*) FROM users"),
+                await conn.fetchval("SELECT count(*) FROM posts"),
+            )
         finally:
             await conn.close()
 

@@ -29,13 +29,20 @@ def registry(image_tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """host:port of a docker-registry (distribution) with its storage in a temporary folder."""
     folder = tmp_path_factory.mktemp("registry")
     port = free_port()
-    config = {"version": 0.1, "log": {"level": "warn"},
-              "storage": {"filesystem": {"rootdirectory": str(folder / "data")}},
-              "http": {"addr": f"127.0.0.1:{port}"}}
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn"},
+        "storage": {"filesystem": {"rootdirectory": str(folder / "data")}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
     (folder / "config.yml").write_text(yaml.safe_dump(config))
     log = (folder / "registry.log").open("wb")
-    process = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")],
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(folder / "config.yml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -44,8 +51,9 @@ def registry(image_tools, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 if httpx.get(f"http://{address}/v2/", timeout=1).status_code == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start:\n{(folder / 'registry.log').read_text()}",
-                            pytrace=False)
+                pytest.fail(
+                    f"docker-registry did not start:\n{(folder / 'registry.log').read_text()}", pytrace=False
+                )
             time.sleep(0.2)
         yield address
     finally:
@@ -66,9 +74,14 @@ def pushed(image: str, registry: str, tmp_path_factory: pytest.TempPathFactory) 
 def test_image_push_then_pull_by_digest_into_an_empty_store(image, pushed, tmp_path):
     repository, digest = pushed
     assert digest.startswith("sha256:")
-    manifest = httpx.get(f"http://{repository.replace('/', '/v2/', 1)}/manifests/{digest}", timeout=10,
-                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
-                                            "application/vnd.oci.image.manifest.v1+json"})
+    manifest = httpx.get(
+        f"http://{repository.replace('/', '/v2/', 1)}/manifests/{digest}",
+        timeout=10,
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+            "application/vnd.oci.image.manifest.v1+json"
+        },
+    )
     assert manifest.status_code == 200
     # A store of its own: every layer comes from the registry, none from the local cache.
     runroot = tempfile.mkdtemp(prefix="wiki-run-")  # podman wants a short runroot path
@@ -85,8 +98,13 @@ def test_image_push_then_pull_by_digest_into_an_empty_store(image, pushed, tmp_p
 
 def helm(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     """helm with its config, cache and registry login kept in `home`."""
-    env = {**os.environ, "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_DATA_HOME": str(home / "data"), "HELM_REGISTRY_CONFIG": str(home / "registry.json")}
+    env = {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
+    }
     proc = subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -99,9 +117,19 @@ def test_chart_push_as_oci_then_template_from_the_registry(registry, pushed, tmp
     pushed_chart = helm("push", str(package), f"oci://{registry}/charts", "--plain-http", home=tmp_path)
     assert f"{registry}/charts/wiki-service:{version}" in pushed_chart.stdout + pushed_chart.stderr
     repository, digest = pushed
-    rendered = helm("template", "wiki", f"oci://{registry}/charts/wiki-service", "--version", version,
-                    "--plain-http", "--set", f"image.repository={repository}",
-                    "--set", f"image.digest={digest}", home=tmp_path).stdout
+    rendered = helm(
+        "template",
+        "wiki",
+        f"oci://{registry}/charts/wiki-service",
+        "--version",
+        version,
+        "--plain-http",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.digest={digest}",
+        home=tmp_path,
+    ).stdout
     objects = [o for o in yaml.safe_load_all(rendered) if o]
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}

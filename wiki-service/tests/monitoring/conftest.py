@@ -27,8 +27,11 @@ def monitoring_objects() -> list[dict]:
 @pytest.fixture(scope="session")
 def service_name(monitoring_objects) -> str:
     """The api Service's name: what the operator puts in the `service` label."""
-    (service,) = [s for s in by_kind(monitoring_objects, "Service")
-                  if s["metadata"]["labels"].get("app.kubernetes.io/component") == "api"]
+    (service,) = [
+        s
+        for s in by_kind(monitoring_objects, "Service")
+        if s["metadata"]["labels"].get("app.kubernetes.io/component") == "api"
+    ]
     return service["metadata"]["name"]
 
 
@@ -47,8 +50,9 @@ def prometheus_tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def live_prometheus(prometheus_tools, db_url, service_name, rules_file,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePrometheus]:
+def live_prometheus(
+    prometheus_tools, db_url, service_name, rules_file, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LivePrometheus]:
     folder = tmp_path_factory.mktemp("prometheus")
     with Servers() as servers:
         api_a = servers(workers=2)
@@ -59,29 +63,44 @@ def live_prometheus(prometheus_tools, db_url, service_name, rules_file,
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rules_file)],
-            "scrape_configs": [{
-                "job_name": service_name,
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{api_a.port}"], "labels": {**labels, "pod": "api-a"}},
-                    {"targets": [f"127.0.0.1:{api_b.port}"], "labels": {**labels, "pod": "api-b"}},
-                ],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": service_name,
+                    "static_configs": [
+                        {"targets": [f"127.0.0.1:{api_a.port}"], "labels": {**labels, "pod": "api-a"}},
+                        {"targets": [f"127.0.0.1:{api_b.port}"], "labels": {**labels, "pod": "api-b"}},
+                    ],
+                }
+            ],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = (folder / "prometheus.log").open("wb")
         process = subprocess.Popen(
-            ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                "prometheus",
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         live = LivePrometheus(f"http://127.0.0.1:{port}", api_a, api_b)
         try:
             wait_until(lambda: len(live.query("up == 1")) == 2, process, folder, "both targets up")
             traffic(api_a.base_url, api_b.base_url)
             # the scrapes after the traffic, so every series has samples in a rate window
             # two scrapes of the last series the traffic made (the 503s), so rate() has a window
-            wait_until(lambda: live.query("sum(users_created_total) >= 20")
-                       and live.query('count_over_time(http_requests_total{status="503"}[30s]) >= 2'),
-                       process, folder, "the traffic scraped")
+            wait_until(
+                lambda: (
+                    live.query("sum(users_created_total) >= 20")
+                    and live.query('count_over_time(http_requests_total{status="503"}[30s]) >= 2')
+                ),
+                process,
+                folder,
+                "the traffic scraped",
+            )
             yield live
         finally:
             process.terminate()

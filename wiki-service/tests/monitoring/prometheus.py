@@ -14,8 +14,11 @@ import pytest
 from tests.support.server import Server
 
 # The ci scenarios that turn the monitoring objects on, one feature each.
-MONITORING = {"metrics.serviceMonitor.enabled": True, "metrics.prometheusRule.enabled": True,
-              "metrics.grafanaDashboard.enabled": True}
+MONITORING = {
+    "metrics.serviceMonitor.enabled": True,
+    "metrics.prometheusRule.enabled": True,
+    "metrics.grafanaDashboard.enabled": True,
+}
 
 
 @dataclass

@@ -92,8 +92,9 @@ def test_every_dashboard_query_returns_data(live_prometheus, service_name):
     empty = [expr for expr in exprs if not live_prometheus.query(expr)]
     assert not empty, f"panels without data: {empty}"
     for label, match in variables:
-        answer = httpx.get(f"{live_prometheus.url}/api/v1/label/{label}/values",
-                           params={"match[]": match}, timeout=10).json()
+        answer = httpx.get(
+            f"{live_prometheus.url}/api/v1/label/{label}/values", params={"match[]": match}, timeout=10
+        ).json()
         assert {NAMESPACE, service_name} & set(answer["data"]), (label, match, answer)
 
 
@@ -107,6 +108,7 @@ def test_live_prometheus_evaluates_every_rule_without_error(live_prometheus, rul
 
 
 # -- the CRD schemas ---------------------------------------------------------------------------
+
 
 def crd_directory() -> Path:
     """shared/crds beside the repository (CI) or beside one of its parents (a worktree)."""

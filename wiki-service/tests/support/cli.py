@@ -33,12 +33,23 @@ def run_cli(
     """`wiki-service ARGS` as a subprocess in wiki-service/, output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        cwd=SERVICE_DIR, env=env if env is not None else service_env(),
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=SERVICE_DIR,
+        env=env if env is not None else service_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     """`python -c CODE` in wiki-service/ (so `app` imports), output captured as text."""
-    return subprocess.run([sys.executable, "-c", code], cwd=SERVICE_DIR, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=SERVICE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -21,16 +21,38 @@ from tests.support.cli import SERVICE_DIR, service_env
 class Server:
     """`wiki-service serve` (or `command`, listening on `port`) in a subprocess, its output in a file."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, port: int | None = None,
-                 extra_args: tuple[str, ...] = (), command: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="wiki-serve-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
-        argv = command or [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
-                           "--port", str(self.port), "--workers", str(workers), *extra_args]
+        argv = command or [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            *extra_args,
+        ]
         self.process = subprocess.Popen(
-            list(argv), cwd=SERVICE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            list(argv),
+            cwd=SERVICE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
 
@@ -81,8 +103,9 @@ class Servers:
             # Shown by pytest when the test failed: what went wrong inside the service.
             errors = [line for line in server.output().splitlines() if '"level":"error"' in line]
             if errors:
-                print(f"--- {server.base_url} logged {len(errors)} errors; the first:\n"
-                      + "\n".join(errors[:3]))
+                print(
+                    f"--- {server.base_url} logged {len(errors)} errors; the first:\n" + "\n".join(errors[:3])
+                )
 
     def __enter__(self) -> Servers:
         return self

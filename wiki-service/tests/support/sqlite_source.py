@@ -32,8 +32,9 @@ def make_source(path: Path, users=(), posts=(), *, raw_users=(), raw_posts=()) -
 def clean_source(path: Path, users: int = 30, posts: int = 60) -> Path:
     return make_source(
         path,
-        users=[(i, f"user {i}", f"2024-01-{1 + i % 28:02d} 10:00:{i % 60:02d}")
-               for i in range(1, users + 1)],
-        posts=[(i, 1 + i % users, f"post {i}\twith a tab, a \\ and\na newline", "2024-02-01 00:00:00")
-               for i in range(1, posts + 1)],
+        users=[(i, f"user {i}", f"2024-01-{1 + i % 28:02d} 10:00:{i % 60:02d}") for i in range(1, users + 1)],
+        posts=[
+            (i, 1 + i % users, f"post {i}\twith a tab, a \\ and\na newline", "2024-02-01 00:00:00")
+            for i in range(1, posts + 1)
+        ],
     )

@@ -19,9 +19,7 @@ def upgrade() -> None:
         "users",
         sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
-        sa.Column(
-            "created_time", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.CheckConstraint("char_length(name) BETWEEN 1 AND 200", name="users_name_length"),
     )
     op.create_table(
@@ -34,12 +32,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("content", sa.Text, nullable=False),
-        sa.Column(
-            "created_time", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.CheckConstraint(
-            "char_length(content) BETWEEN 1 AND 100000", name="posts_content_length"
-        ),
+        sa.Column("created_time", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.CheckConstraint("char_length(content) BETWEEN 1 AND 100000", name="posts_content_length"),
     )
     op.create_index("posts_user_id_id_idx", "posts", ["user_id", "id"])
     op.create_index(

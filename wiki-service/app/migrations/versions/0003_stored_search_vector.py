@@ -42,9 +42,7 @@ BEGIN
 END
 $$
 """
-SEARCH_INDEX = (
-    "CREATE INDEX posts_search_idx ON posts USING gin ((id >> 14), search) WITH (fastupdate = off)"
-)
+SEARCH_INDEX = "CREATE INDEX posts_search_idx ON posts USING gin ((id >> 14), search) WITH (fastupdate = off)"
 
 
 def upgrade() -> None:
@@ -62,7 +60,9 @@ def upgrade() -> None:
     if posts > FILL_HERE_UP_TO:
         logging.getLogger("alembic.runtime.migration").warning(
             "posts has more than %d rows: run `wiki-service db build-indexes` to fill posts.search "
-            "and build posts_search_idx while the service serves", FILL_HERE_UP_TO)
+            "and build posts_search_idx while the service serves",
+            FILL_HERE_UP_TO,
+        )
         return
     op.execute("UPDATE posts SET search = to_tsvector('simple'::regconfig, content)")
     op.execute(SEARCH_INDEX)
