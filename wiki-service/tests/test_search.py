@@ -19,6 +19,7 @@ import pytest
 
 from app.metrics import SEARCH_PLANS
 from app.posts.search import most_relevant, newest_matches
+from tests.support.api import every_page
 from tests.support.cli import run_cli, service_env
 
 POSTS = 6000
@@ -234,18 +235,12 @@ async def test_relevance_pages_rank_the_same_candidates_while_posts_arrive(clien
     await db.execute("SELECT setval(pg_get_serial_sequence('posts', 'id'), 300)")
     expected = [row["id"] for row in await db.fetch(RANKED_DEFINITION, 2**63 - 1, "kappa", None, 1000)]
     assert len(expected) > 30
-    seen, cursor = [], None
-    while True:
-        params = {"q": "kappa", "order": "relevance", "limit": 9, **({"cursor": cursor} if cursor else {})}
-        response = await client.get("/posts", params=params)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        seen += [item["post_id"] for item in body["items"]]
-        if (cursor := body["next_cursor"]) is None:
-            break
-        # A new, highly relevant post does not join the pages already under way.
+
+    async def a_new_post() -> None:  # highly relevant: it must not join the pages under way
         await db.execute("INSERT INTO posts (user_id, content) VALUES (1, 'kappa kappa kappa')")
-    assert seen == expected
+
+    params = {"q": "kappa", "order": "relevance", "limit": 9}
+    assert await every_page(client, "/posts", params, between_pages=a_new_post) == expected
 
 
 async def test_relevance_input_errors(client):
@@ -283,21 +278,8 @@ async def test_pages_of_a_search_concatenate_to_the_definition(client, db):
     for query, user_id in queries:
         expected = [row["id"] for row in await db.fetch(DEFINITION, 2**63 - 1, query, user_id, 10_000)]
         assert expected, query
-        seen, cursor = [], None
-        while True:
-            params = {
-                "q": query,
-                "limit": 7,
-                **({"cursor": cursor} if cursor else {}),
-                **({"user_id": user_id} if user_id else {}),
-            }
-            response = await client.get("/posts", params=params)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            seen += [item["post_id"] for item in body["items"]]
-            if (cursor := body["next_cursor"]) is None:
-                break
-        assert seen == expected, query
+        params = {"q": query, "limit": 7, **({"user_id": user_id} if user_id else {})}
+        assert await every_page(client, "/posts", params) == expected, query
 
 
 def test_search_has_its_turns_and_timeout_and_the_rest_keeps_answering(fresh_database, serve):
