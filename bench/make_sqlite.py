@@ -32,13 +32,82 @@ CREATE TABLE posts (
 );
 """
 
-WORDS = (
-    "the of and to in is was for on that with as by at from his her an which were are this be "
-    "history city river music science war film album team season species church school station "
-    "village population university government language game series county district born world "
-    "national first new year years also after united states century region known called part "
-    "wiki article edit page source cite reference category portal talk user revision"
-).split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "his",
+    "her",
+    "an",
+    "which",
+    "were",
+    "are",
+    "this",
+    "be",
+    "history",
+    "city",
+    "river",
+    "music",
+    "science",
+    "war",
+    "film",
+    "album",
+    "team",
+    "season",
+    "species",
+    "church",
+    "school",
+    "station",
+    "village",
+    "population",
+    "university",
+    "government",
+    "language",
+    "game",
+    "series",
+    "county",
+    "district",
+    "born",
+    "world",
+    "national",
+    "first",
+    "new",
+    "year",
+    "years",
+    "also",
+    "after",
+    "united",
+    "states",
+    "century",
+    "region",
+    "known",
+    "called",
+    "part",
+    "wiki",
+    "article",
+    "edit",
+    "page",
+    "source",
+    "cite",
+    "reference",
+    "category",
+    "portal",
+    "talk",
+    "user",
+    "revision",
+]
 
 
 def texts(rng: random.Random, count: int, mean: int) -> list[str]:
@@ -96,14 +165,18 @@ def main() -> None:
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO posts (id, content, user_id, created_time) VALUES (?, ?, ?, ?)",
-            ((i, f"{contents[i % 4096]} #{i}", rng.randint(1, args.users), stamp(i * 3))
-             for i in range(start, stop)),
+            (
+                (i, f"{contents[i % 4096]} #{i}", rng.randint(1, args.users), stamp(i * 3))
+                for i in range(start, stop)
+            ),
         )
         db.execute("COMMIT")
     db.close()
     size = args.out.stat().st_size / 1e6
-    print(f"{args.out}: {args.users} users, {args.posts} posts, {size:.0f} MB "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{args.out}: {args.users} users, {args.posts} posts, {size:.0f} MB "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ class RssSampler(threading.Thread):
         while not self._stop_event.wait(self.interval):
             if time.monotonic() - listed_at >= self.rescan:
                 listed_at = time.monotonic()
-                trees = {app.name: self._list(app, psutil) for app in self.apps
-                         if app.proc and app.proc.poll() is None}
+                trees = {
+                    app.name: self._list(app, psutil)
+                    for app in self.apps
+                    if app.proc and app.proc.poll() is None
+                }
             for app in self.apps:
                 for proc in trees.get(app.name, ()):
                     try:
@@ -84,8 +87,11 @@ def worker_peaks(app: App) -> list[int]:
     """Peak RSS of each server worker: the processes that never had children (a uvicorn
     supervisor or a launcher that only waits is not a worker); the root if it is alone."""
     import_helpers = ("resource_tracker", "semaphore_tracker")
-    workers = [pid for pid, parent in app.children.items()
-               if not parent and not any(h in app.cmdlines.get(pid, "") for h in import_helpers)]
+    workers = [
+        pid
+        for pid, parent in app.children.items()
+        if not parent and not any(h in app.cmdlines.get(pid, "") for h in import_helpers)
+    ]
     if not workers:
         workers = list(app.peak_rss)
     return sorted((app.peak_rss[pid] for pid in workers), reverse=True)
@@ -185,29 +191,54 @@ def profile_apps(apps: list[App], args, id_range: tuple[int, int], outdir: Path)
         for endpoint in args.endpoints:
             script = ENDPOINTS[endpoint]
             raw = outdir / f"{app.name}-{Path(script).stem}.txt"
-            env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]),
-                   "WRK_USER_ID_MAX": str(id_range[1])}
+            env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]), "WRK_USER_ID_MAX": str(id_range[1])}
             seconds = args.profile_duration
             wrk = subprocess.Popen(
-                [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds + 3}s",
-                 "-s", str(WRK_DIR / script), app.base],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL)
+                [
+                    args.wrk,
+                    f"-t{args.threads}",
+                    f"-c{args.connections}",
+                    f"-d{seconds + 3}s",
+                    "-s",
+                    str(WRK_DIR / script),
+                    app.base,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
             time.sleep(1)
             log(f"py-spy on {app.name} under {endpoint} ({seconds} s) -> {raw}")
             spy = subprocess.run(
-                [pyspy_cmd, "record", "--pid", str(app.proc.pid), "--subprocesses",
-                 "--rate", str(args.profile_rate), "--duration", str(seconds),
-                 "--format", "raw", "--output", str(raw)],
-                capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
-                timeout=seconds + 60)
+                [
+                    pyspy_cmd,
+                    "record",
+                    "--pid",
+                    str(app.proc.pid),
+                    "--subprocesses",
+                    "--rate",
+                    str(args.profile_rate),
+                    "--duration",
+                    str(seconds),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=seconds + 60,
+            )
             wrk.wait(timeout=seconds + 60)
             if spy.returncode != 0 or not raw.exists():
-                raise BenchError(f"py-spy failed on {app.name}: "
-                                 f"{(spy.stderr or spy.stdout).strip()[-300:]}")
+                raise BenchError(f"py-spy failed on {app.name}: {(spy.stderr or spy.stdout).strip()[-300:]}")
             summary = pyspy_summary.summarize(raw.read_text(errors="replace"), top=12)
             summaries[f"{app.name} {endpoint}"] = pyspy_summary.render(
-                summary, f"{app.name}, {endpoint} ({raw.name})")
+                summary, f"{app.name}, {endpoint} ({raw.name})"
+            )
     return summaries
 
 
@@ -245,21 +276,41 @@ def postgres_cpu_seconds(db: Database | None) -> float:
     return total
 
 
-def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, int],
-            db: Database | None = None) -> dict:
+def run_wrk(
+    app: App, script: str, seconds: float, args, id_range: tuple[int, int], db: Database | None = None
+) -> dict:
     import resource
 
     env = {**os.environ, "WRK_USER_ID_MIN": str(id_range[0]), "WRK_USER_ID_MAX": str(id_range[1])}
-    argv = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(seconds))}s",
-            "--timeout", f"{max(1, round(args.wrk_timeout))}s", "--latency", "-s", str(WRK_DIR / script),
-            app.base]
+    argv = [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        f"{max(1, round(args.wrk_timeout))}s",
+        "--latency",
+        "-s",
+        str(WRK_DIR / script),
+        app.base,
+    ]
     cpu_before, pg_before, (busy_before, steal_before) = (
-        tree_cpu_seconds(app), postgres_cpu_seconds(db), busy_cpu_seconds())
+        tree_cpu_seconds(app),
+        postgres_cpu_seconds(db),
+        busy_cpu_seconds(),
+    )
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     me = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.monotonic()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                            stdin=subprocess.DEVNULL, timeout=seconds + 60)
+    result = subprocess.run(
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=seconds + 60,
+    )
     wall = time.monotonic() - wall
     kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     me_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -269,11 +320,12 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     pg_used = max(0.0, postgres_cpu_seconds(db) - pg_before)
     wrk_used = (kids_after.ru_utime + kids_after.ru_stime) - (kids.ru_utime + kids.ru_stime)
     if result.returncode != 0:
-        raise BenchError(f"wrk failed ({result.returncode}) against {app.name}: "
-                         f"{(result.stderr or result.stdout).strip()[-300:]}")
+        raise BenchError(
+            f"wrk failed ({result.returncode}) against {app.name}: "
+            f"{(result.stderr or result.stdout).strip()[-300:]}"
+        )
     if app.proc.poll() is not None:
-        raise BenchError(f"app {app.name} died during the run: {last_log_line(app)} "
-                         f"(log: {app.log_path})")
+        raise BenchError(f"app {app.name} died during the run: {last_log_line(app)} (log: {app.log_path})")
     parsed = parse_wrk(result.stdout)
     parsed["raw"] = result.stdout
     # Server CPU per request: less sensitive than req/s to what else runs on the machine.
@@ -284,7 +336,9 @@ def run_wrk(app: App, script: str, seconds: float, args, id_range: tuple[int, in
     # "other" is everything that is neither this app, nor PostgreSQL, nor wrk: the noise.
     busy = busy_after - busy_before
     parsed["cores"] = {
-        "app": cpu_used / wall, "postgres": pg_used / wall, "wrk": wrk_used / wall,
+        "app": cpu_used / wall,
+        "postgres": pg_used / wall,
+        "wrk": wrk_used / wall,
         "harness": harness_used / wall,
         "other": max(0.0, busy - cpu_used - pg_used - wrk_used - harness_used) / wall,
         "steal": (steal_after - steal_before) / wall,
@@ -305,8 +359,16 @@ def machine_info(db: Database, args) -> dict:
     versions = {}
     from importlib import metadata
 
-    for package in ("fastapi", "uvicorn", "sqlalchemy", "asyncpg", "pydantic", "uvloop",
-                    "httptools", "orjson"):
+    for package in (
+        "fastapi",
+        "uvicorn",
+        "sqlalchemy",
+        "asyncpg",
+        "pydantic",
+        "uvloop",
+        "httptools",
+        "orjson",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return {

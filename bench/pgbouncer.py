@@ -27,8 +27,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 
-from app.embedded import EmbeddedPostgres  # noqa: E402
 from measure import WRK_DIR, parse_wrk  # noqa: E402
+
+from app.embedded import EmbeddedPostgres  # noqa: E402
 from tests.faults.pgbouncer import PgBouncer  # noqa: E402
 from tests.support.cli import run_cli, service_env  # noqa: E402
 from tests.support.server import Server  # noqa: E402
@@ -52,9 +53,22 @@ async def _seed(server: EmbeddedPostgres) -> None:
 def _wrk(url: str, script: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "WRK_USER_ID_MIN": "1", "WRK_USER_ID_MAX": str(USERS)}
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
-         "-s", str(WRK_DIR / script), url],
-        env=env, capture_output=True, text=True, check=True, timeout=args.seconds + 60)
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{args.seconds}s",
+            "--latency",
+            "-s",
+            str(WRK_DIR / script),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=args.seconds + 60,
+    )
     return parse_wrk(result.stdout)
 
 
@@ -72,32 +86,51 @@ def main() -> None:
     servers: dict[str, Server] = {}
     try:
         pg.create_database(DATABASE)
-        direct = service_env(DB_HOST=pg.host, DB_PORT=str(pg.port), DB_USER="postgres",
-                             DB_PASSWORD=PASSWORD, DB_NAME=DATABASE, LOG_LEVEL="warning")
+        direct = service_env(
+            DB_HOST=pg.host,
+            DB_PORT=str(pg.port),
+            DB_USER="postgres",
+            DB_PASSWORD=PASSWORD,
+            DB_NAME=DATABASE,
+            LOG_LEVEL="warning",
+        )
         direct.pop("DATABASE_URL", None)
         upgrade = run_cli("db", "upgrade", env=direct)
         if upgrade.returncode != 0:
             raise SystemExit(upgrade.stderr.strip())
         asyncio.run(_seed(pg))
-        bouncer = PgBouncer(host=pg.host, server_port=pg.port, database=DATABASE, user="postgres",
-                            password=PASSWORD, pool_size=args.pool_size).start()
+        bouncer = PgBouncer(
+            host=pg.host,
+            server_port=pg.port,
+            database=DATABASE,
+            user="postgres",
+            password=PASSWORD,
+            pool_size=args.pool_size,
+        ).start()
         setups = {
             "direct": direct,
             "direct, unnamed statements": {**direct, "DB_PREPARED_STATEMENTS": "false"},
-            "pgbouncer (transaction)": {**direct, "DB_HOST": bouncer.host, "DB_PORT": str(bouncer.port),
-                                        "DB_NAME": bouncer.name, "DB_PREPARED_STATEMENTS": "false"},
+            "pgbouncer (transaction)": {
+                **direct,
+                "DB_HOST": bouncer.host,
+                "DB_PORT": str(bouncer.port),
+                "DB_NAME": bouncer.name,
+                "DB_PREPARED_STATEMENTS": "false",
+            },
         }
         servers = {name: Server(env).wait_healthy() for name, env in setups.items()}
         results: dict[tuple[str, str], list[dict]] = {}
         names = list(servers)
         for round_number in range(args.rounds):
-            order = names[round_number % len(names):] + names[:round_number % len(names)]
+            order = names[round_number % len(names) :] + names[: round_number % len(names)]
             for endpoint, script in ENDPOINTS.items():
                 for name in order:
                     run = _wrk(servers[name].base_url, script, args)
                     if run["non2xx"] or run["socket_errors"]:
-                        raise SystemExit(f"{name} {endpoint}: {run['non2xx']} non-2xx, "
-                                         f"{run['socket_errors_detail']} {run['statuses']}")
+                        raise SystemExit(
+                            f"{name} {endpoint}: {run['non2xx']} non-2xx, "
+                            f"{run['socket_errors_detail']} {run['statuses']}"
+                        )
                     results.setdefault((endpoint, name), []).append(run)
         _report(results, names, args)
     finally:
@@ -109,13 +142,22 @@ def main() -> None:
 
 
 def _report(results: dict[tuple[str, str], list[dict]], names: list[str], args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=BENCH_DIR).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"\ncommit {commit}; {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
-          f"{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}, one worker each, "
-          f"PgBouncer pool {args.pool_size}\n")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH_DIR
+    ).stdout.strip()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"\ncommit {commit}; {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
+        f"{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}, one worker each, "
+        f"PgBouncer pool {args.pool_size}\n"
+    )
     print("| endpoint | setup | req/s (median) | p50 ms (median) | p99 ms (median) | req/s vs direct |")
     print("|---|---|---:|---:|---:|---:|")
     for endpoint in ENDPOINTS:

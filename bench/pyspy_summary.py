@@ -49,9 +49,28 @@ def package(frame: str) -> str:
     first = path.split("/", 1)[0]
     if first.endswith(".py"):
         first = first[:-3]
-    if first in ("asyncio", "json", "typing", "inspect", "contextlib", "functools", "enum",
-                 "dataclasses", "logging", "threading", "socket", "selectors", "abc", "re",
-                 "collections", "copy", "uuid", "datetime", "weakref", "traceback"):
+    if first in (
+        "asyncio",
+        "json",
+        "typing",
+        "inspect",
+        "contextlib",
+        "functools",
+        "enum",
+        "dataclasses",
+        "logging",
+        "threading",
+        "socket",
+        "selectors",
+        "abc",
+        "re",
+        "collections",
+        "copy",
+        "uuid",
+        "datetime",
+        "weakref",
+        "traceback",
+    ):
         return "stdlib"
     return first or "?"
 
@@ -68,8 +87,13 @@ _ROOT_FRAMES = re.compile(
 # belongs to the first layer found, so time in a helper (contextlib, ssl, re...) is charged
 # to the layer that called it.
 LAYERS: list[tuple[str, re.Pattern[str]]] = [
-    ("db: opening connections", re.compile(r"asyncpg/connect_utils\.py|^connect \(asyncpg/connection\.py"
-                                           r"|AsyncAdapt_dbapi_connection\.create")),
+    (
+        "db: opening connections",
+        re.compile(
+            r"asyncpg/connect_utils\.py|^connect \(asyncpg/connection\.py"
+            r"|AsyncAdapt_dbapi_connection\.create"
+        ),
+    ),
     ("db: closing/aborting connections", re.compile(r"(_abort|terminate|__del__|close) \(asyncpg/")),
     ("logging", re.compile(r"\(logging/|\(app/logs\.py")),
     ("metrics", re.compile(r"prometheus_client/|\(app/metrics\.py")),
@@ -135,8 +159,10 @@ def render(summary: dict, title: str = "") -> str:
     for name, _, p in summary["by_layer"]:
         lines.append(f"  {p:5.1f}%  {name}")
     lines.append("")
-    lines.append("self time by package: " + ", ".join(
-        f"{name} {p:.1f}%" for name, _, p in summary["by_package"] if p >= 0.5))
+    lines.append(
+        "self time by package: "
+        + ", ".join(f"{name} {p:.1f}%" for name, _, p in summary["by_package"] if p >= 0.5)
+    )
     lines.append("")
     lines.append("top self time:")
     for name, _, p in summary["self"]:

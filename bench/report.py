@@ -40,10 +40,16 @@ def summarize(runs: list[dict], apps: list[str], endpoints: list[str]) -> dict:
                     continue
                 paired = []
                 for rnd in sorted({r["round"] for r in runs}):
-                    mine = [r["rps"] for r in runs if r["endpoint"] == endpoint
-                            and r["app"] == app and r["round"] == rnd]
-                    theirs = [r["rps"] for r in runs if r["endpoint"] == endpoint
-                              and r["app"] == ref and r["round"] == rnd]
+                    mine = [
+                        r["rps"]
+                        for r in runs
+                        if r["endpoint"] == endpoint and r["app"] == app and r["round"] == rnd
+                    ]
+                    theirs = [
+                        r["rps"]
+                        for r in runs
+                        if r["endpoint"] == endpoint and r["app"] == ref and r["round"] == rnd
+                    ]
                     if mine and theirs and theirs[0] > 0:
                         paired.append(mine[0] / theirs[0])
                 if paired:
@@ -68,19 +74,30 @@ def verdict(row: dict) -> str:
 def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
     lines = []
     m = machine
-    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
-                 f"PostgreSQL {m['postgresql']}, {m['wrk']}")
-    lines.append(f"Load: wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']:g}s, "
-                 f"{meta['rounds']} round(s), apps interleaved (order rotated per round); "
-                 f"medians over rounds; ratios = median of per-round paired ratios. "
-                 f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; schema by `wiki-service db upgrade`; "
-                 f"git {meta.get('git') or '?'}.")
+    lines.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}, "
+        f"PostgreSQL {m['postgresql']}, {m['wrk']}"
+    )
+    lines.append(
+        f"Load: wrk -t{meta['threads']} -c{meta['connections']} -d{meta['duration']:g}s, "
+        f"{meta['rounds']} round(s), apps interleaved (order rotated per round); "
+        f"medians over rounds; ratios = median of per-round paired ratios. "
+        f"Seeded {meta['seed_users']} users, {meta['seed_posts']} posts; "
+        f"schema by `wiki-service db upgrade`; "
+        f"git {meta.get('git') or '?'}."
+    )
     if "noise_cores" in meta:
-        lines.append(f"Other load on the machine during the runs (neither the app, PostgreSQL, wrk nor this harness; "
-                     f"steal included): median {meta['noise_cores']['median']:.2f} cores, "
-                     f"max {meta['noise_cores']['max']:.2f}.")
+        lines.append(
+            f"Other load on the machine during the runs "
+            f"(neither the app, PostgreSQL, wrk nor this harness; steal included): "
+            f"median {meta['noise_cores']['median']:.2f} cores, "
+            f"max {meta['noise_cores']['max']:.2f}."
+        )
     lines.append("")
-    lines.append("| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err | app CPU µs/req | PG CPU µs/req | vs design | vs bare | target |")
+    lines.append(
+        "| endpoint | app | req/s | p50 ms | p99 ms | non-2xx | sock err "
+        "| app CPU µs/req | PG CPU µs/req | vs design | vs bare | target |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for endpoint, per_app in summary.items():
         for app, row in per_app.items():
@@ -88,22 +105,34 @@ def render(summary: dict, memory: dict, machine: dict, meta: dict) -> str:
             vs_d = f"{row['vs_design']:.2f}x" if "vs_design" in row else ""
             vs_b = f"{row['vs_bare']:.2f}x" if "vs_bare" in row else ""
             target = verdict(row) if is_service else ""
-            lines.append(f"| {endpoint} | {app} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
-                         f"{row['p99_ms']:.2f} | {row['non2xx']} | {row['socket_errors']} | "
-                         f"{row['cpu_us_per_req']:.0f} | {row['pg_us_per_req']:.0f} | "
-                         f"{vs_d} | {vs_b} | {target} |")
+            lines.append(
+                f"| {endpoint} | {app} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
+                f"{row['p99_ms']:.2f} | {row['non2xx']} | {row['socket_errors']} | "
+                f"{row['cpu_us_per_req']:.0f} | {row['pg_us_per_req']:.0f} | "
+                f"{vs_d} | {vs_b} | {target} |"
+            )
     lines.append("")
-    lines.append("Peak RSS per server worker process (sampled every 0.2 s over the process tree), "
-                 "and what each app logged over the whole run:")
+    lines.append(
+        "Peak RSS per server worker process (sampled every 0.2 s over the process tree), "
+        "and what each app logged over the whole run:"
+    )
     lines.append("")
-    lines.append("| app | workers | peak RSS per worker MB | target | log lines | error lines | first error |")
+    lines.append(
+        "| app | workers | peak RSS per worker MB | target | log lines | error lines | first error |"
+    )
     lines.append("|---|---:|---|---|---:|---:|---|")
     for app, peaks in memory.items():
         mbs = ", ".join(f"{p / 2**20:.0f}" for p in peaks["workers"])
         top = max(peaks["workers"]) / 2**20 if peaks["workers"] else 0
-        target = ("ok" if top <= TARGET_RSS_MB else f"MISS >{TARGET_RSS_MB:g} MB") if app.startswith("service") else ""
+        target = (
+            ("ok" if top <= TARGET_RSS_MB else f"MISS >{TARGET_RSS_MB:g} MB")
+            if app.startswith("service")
+            else ""
+        )
         log_info = peaks.get("log", {})
         first = (log_info.get("first_error") or "").replace("|", "/")[:120]
-        lines.append(f"| {app} | {len(peaks['workers'])} | {mbs} | {target} | "
-                     f"{log_info.get('lines', 0):,} | {log_info.get('errors', 0):,} | {first} |")
+        lines.append(
+            f"| {app} | {len(peaks['workers'])} | {mbs} | {target} | "
+            f"{log_info.get('lines', 0):,} | {log_info.get('errors', 0):,} | {first} |"
+        )
     return "\n".join(lines)

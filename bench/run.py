@@ -58,20 +58,28 @@ from stack import (
     stop_apps,
 )
 
-ENDPOINT_KEYS = {"get": "GET /user/{id}", "users": "POST /users", "posts": "POST /posts",
-                 "mixed": "mixed 80/20"}
+ENDPOINT_KEYS = {
+    "get": "GET /user/{id}",
+    "users": "POST /users",
+    "posts": "POST /posts",
+    "mixed": "mixed 80/20",
+}
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                        help="a PostgreSQL server to use (a fresh database is created on it and "
-                             "dropped after); default: start an embedded PostgreSQL")
-    parser.add_argument("--apps", default=None,
-                        help=f"comma list among {','.join(ALL_APPS)} (default: all)")
-    parser.add_argument("--endpoints", default="get,users,posts,mixed",
-                        help="comma list among get,users,posts,mixed")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="a PostgreSQL server to use (a fresh database is created on it and "
+        "dropped after); default: start an embedded PostgreSQL",
+    )
+    parser.add_argument("--apps", default=None, help=f"comma list among {','.join(ALL_APPS)} (default: all)")
+    parser.add_argument(
+        "--endpoints", default="get,users,posts,mixed", help="comma list among get,users,posts,mixed"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (whole)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per app and endpoint")
@@ -82,16 +90,22 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--seed-users", type=int, default=10_000)
     parser.add_argument("--seed-posts", type=int, default=20_000)
     parser.add_argument("--startup-timeout", type=float, default=60.0)
-    parser.add_argument("--profile", default="",
-                        help="comma list of apps to py-spy under wrk after the measured rounds "
-                             "(raw stacks and summaries in bench/results/profile-*/)")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="comma list of apps to py-spy under wrk after the measured rounds "
+        "(raw stacks and summaries in bench/results/profile-*/)",
+    )
     parser.add_argument("--profile-duration", type=int, default=10)
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 1 round x 2 s, 1 s warm-up")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 2 if any run saw a non-2xx response or a socket error, or an app "
-                             "logged an error line "
-                             "(correctness only: never a timing)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 if any run saw a non-2xx response or a socket error, or an app "
+        "logged an error line "
+        "(correctness only: never a timing)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs after the run")
     parser.add_argument("--output", type=Path, default=None, help="JSON result path (default bench/results/)")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
@@ -117,9 +131,11 @@ def benchmark(args) -> int:
         import asyncpg  # noqa: F401
         import psutil  # noqa: F401
     except ImportError as exc:
-        raise BenchError(f"missing Python package: {exc.name} (pip install -e './wiki-service[embedded]')") from exc
+        raise BenchError(
+            f"missing Python package: {exc.name} (pip install -e './wiki-service[embedded]')"
+        ) from exc
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     logdir = Path(tempfile.mkdtemp(prefix=f"wiki-bench-logs-{stamp}-"))
     db = Database(args.database_url, args.keep)
@@ -138,8 +154,10 @@ def benchmark(args) -> int:
         apps = build_apps(args.apps, logdir)
         cap = sum({"design": 30, "bare": 30, "service": 30, "service-w2": 60}[a.name] for a in apps)
         if db.max_connections and cap > db.max_connections - 10:
-            log(f"warning: the apps may open up to ~{cap} connections, the server allows "
-                f"{db.max_connections}; use fewer --apps or the embedded server")
+            log(
+                f"warning: the apps may open up to ~{cap} connections, the server allows "
+                f"{db.max_connections}; use fewer --apps or the embedded server"
+            )
         sampler = RssSampler(apps)
         sampler.start()
         start_apps(apps, env, args.startup_timeout)
@@ -163,12 +181,14 @@ def benchmark(args) -> int:
                     result = run_wrk(app, ENDPOINTS[endpoint], args.duration, args, id_range, db)
                     result.update(round=rnd, endpoint=endpoint, app=app.name)
                     runs.append(result)
-                    log(f"[{len(runs)}/{total}] round {rnd + 1} {endpoint:<15} {app.name:<10} "
+                    log(
+                        f"[{len(runs)}/{total}] round {rnd + 1} {endpoint:<15} {app.name:<10} "
                         f"{result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
                         f"p99 {result['p99_ms']:.2f} ms  non-2xx {result['non2xx']}  "
                         f"sock err {result['socket_errors']}  "
                         f"cpu {result['cpu_us_per_req'] or 0:.0f} us/req  cores: "
-                        + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items()))
+                        + " ".join(f"{k} {v:.2f}" for k, v in result["cores"].items())
+                    )
         sampler.stop()
 
         profiles = {}
@@ -177,15 +197,34 @@ def benchmark(args) -> int:
 
         machine = machine_info(db, args)
         summary = summarize(runs, [a.name for a in apps], args.endpoints)
-        memory = {a.name: {"workers": worker_peaks(a), "log": scan_log(a),
-                           "processes": {str(pid): {"peak_rss": rss, "cmdline": a.cmdlines.get(pid, ""),
-                                                    "had_children": a.children.get(pid, False)}
-                                         for pid, rss in a.peak_rss.items()}}
-                  for a in apps}
-        meta = {"threads": args.threads, "connections": args.connections, "duration": args.duration,
-                "rounds": args.rounds, "seed_users": args.seed_users, "seed_posts": args.seed_posts,
-                "warmup": args.warmup, "apps": args.apps, "quick": args.quick,
-                "started": started.isoformat(), "git": _git_head()}
+        memory = {
+            a.name: {
+                "workers": worker_peaks(a),
+                "log": scan_log(a),
+                "processes": {
+                    str(pid): {
+                        "peak_rss": rss,
+                        "cmdline": a.cmdlines.get(pid, ""),
+                        "had_children": a.children.get(pid, False),
+                    }
+                    for pid, rss in a.peak_rss.items()
+                },
+            }
+            for a in apps
+        }
+        meta = {
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration": args.duration,
+            "rounds": args.rounds,
+            "seed_users": args.seed_users,
+            "seed_posts": args.seed_posts,
+            "warmup": args.warmup,
+            "apps": args.apps,
+            "quick": args.quick,
+            "started": started.isoformat(),
+            "git": _git_head(),
+        }
         others = [r["cores"]["other"] + r["cores"]["steal"] for r in runs]
         meta["noise_cores"] = {"median": statistics.median(others), "max": max(others)}
         table = render(summary, memory, machine, meta)
@@ -195,16 +234,30 @@ def benchmark(args) -> int:
 
         out = args.output or RESULTS_DIR / f"bench-{stamp}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "machine": machine, "summary": summary,
-                                   "memory": memory, "runs": runs, "table": table,
-                                   "profiles": profiles}, indent=2))
+        out.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "machine": machine,
+                    "summary": summary,
+                    "memory": memory,
+                    "runs": runs,
+                    "table": table,
+                    "profiles": profiles,
+                },
+                indent=2,
+            )
+        )
         log(f"saved {out}")
         ok = True
         errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
         logged = sum(m["log"]["errors"] for m in memory.values())
         if args.strict and (errors or logged):
-            print(f"bench: error: {errors} non-2xx responses or socket errors, {logged} error "
-                  f"lines in the apps' logs (--strict)", file=sys.stderr)
+            print(
+                f"bench: error: {errors} non-2xx responses or socket errors, {logged} error "
+                f"lines in the apps' logs (--strict)",
+                file=sys.stderr,
+            )
             return 2
         return 0
     finally:
@@ -219,8 +272,12 @@ def benchmark(args) -> int:
 
 
 def _git_head() -> str:
-    result = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return result.stdout.strip()
 
 

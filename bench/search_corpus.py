@@ -12,7 +12,7 @@ words the vocabulary cannot produce (it has no two consonants in a row), planted
 | proberare | 1 post in 20,000 |
 | probeabsent | nowhere |
 | probeold | 20% of the oldest half, nowhere in the newest half |
-| probepaira, probepairb | each in 5% of posts, together (as the phrase "probepaira probepairb") in 1 in 100,000 |
+| probepaira, probepairb | each in 5% of posts; together, as "probepaira probepairb", in 1 in 100,000 |
 
 User 1 wrote 5% of the posts (the prolific user of the `user_id` probes).
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_sqlite import SCHEMA  # noqa: E402 - the old service's schema, one definition
+from make_sqlite import SCHEMA
 
 VOCABULARY = 50_000
 PROLIFIC_USER = 1
@@ -77,11 +77,19 @@ def posts(count: int, seed: int) -> list[str]:
     together = rng.random(count) < PROBES["together"]
     contents = []
     for i in range(count):
-        post = list(text[bounds[i]:bounds[i + 1]])
+        post = list(text[bounds[i] : bounds[i + 1]])
         position = int(rng.integers(0, len(post)))
-        extra = [name for name, planted in (("probecommon", common), ("proberare", rare),
-                                            ("probeold", old), ("probepaira", pair_a),
-                                            ("probepairb", pair_b)) if planted[i]]
+        extra = [
+            name
+            for name, planted in (
+                ("probecommon", common),
+                ("proberare", rare),
+                ("probeold", old),
+                ("probepaira", pair_a),
+                ("probepairb", pair_b),
+            )
+            if planted[i]
+        ]
         if together[i]:
             extra.append("probepaira probepairb")
         post[position:position] = extra
@@ -105,13 +113,21 @@ def write(out: Path, contents: list[str], seed: int) -> None:
     db.execute("PRAGMA synchronous=OFF")
     db.executescript(SCHEMA)
     db.execute("BEGIN")
-    db.executemany("INSERT INTO users (id, name, created_time) VALUES (?, ?, ?)",
-                   ((i, f"user {i}", base.strftime("%Y-%m-%d %H:%M:%S")) for i in range(1, users + 1)))
+    db.executemany(
+        "INSERT INTO users (id, name, created_time) VALUES (?, ?, ?)",
+        ((i, f"user {i}", base.strftime("%Y-%m-%d %H:%M:%S")) for i in range(1, users + 1)),
+    )
     db.executemany(
         "INSERT INTO posts (id, content, user_id, created_time) VALUES (?, ?, ?, ?)",
-        ((i + 1, contents[i], int(authors[i]),
-          (base + timedelta(seconds=int(i * step))).strftime("%Y-%m-%d %H:%M:%S"))
-         for i in range(count)),
+        (
+            (
+                i + 1,
+                contents[i],
+                int(authors[i]),
+                (base + timedelta(seconds=int(i * step))).strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for i in range(count)
+        ),
     )
     db.execute("COMMIT")
     db.close()
@@ -125,8 +141,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     write(args.out, posts(args.posts, args.seed), args.seed)
-    print(f"{args.out}: {args.posts} posts, {args.out.stat().st_size / 1e6:.0f} MB "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{args.out}: {args.posts} posts, {args.out.stat().st_size / 1e6:.0f} MB "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ For each size: the corpus of bench/search_corpus.py (generated once into bench/r
 fresh database, `wiki-service db upgrade`, `wiki-service migrate-sqlite` (the full schema),
 then `wiki-service serve`; every size's service stays up. Every shape is asked --runs times
 over HTTP, one request at a time, the sizes interleaved request by request (their order rotated
-every round) so that other load on the machine falls on each size alike; each answer must be 200 and equal, id for id, to the plain SQL definition (asked with index scans
-off, on the stored posts.search, which the test suite proves equal to to_tsvector(content)).
+every round) so that other load on the machine falls on each size alike; each answer must
+be 200 and equal, id for id, to the plain SQL definition (asked with index scans off, on the
+stored posts.search, which the test suite proves equal to to_tsvector(content)).
 The relevance shapes are compared with the ranked definition over the service's default
 1,000 candidates. Prints, per shape, the plan that answered (from search_plans_total), median
 and max at each size and the growth of the median from the smallest size to the largest.
@@ -42,9 +43,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
-from app.embedded import create_database, drop_database  # noqa: E402
 from measure import parse_wrk  # noqa: E402 - the harness's wrk parsing, one definition
 from stack import free_port  # noqa: E402
+
+from app.embedded import create_database, drop_database  # noqa: E402
 
 QUERIES = {
     "common": "probecommon",
@@ -89,8 +91,15 @@ def shapes(posts: int) -> dict[str, dict]:
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 3600) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=SERVICE_DIR, env=env,
-                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=SERVICE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         raise SystemExit(f"wiki-service {args[0]} failed: {(result.stderr or result.stdout)[-500:]}")
     return result
@@ -105,8 +114,9 @@ async def definition(url: str, params: dict) -> list[int]:
             raw = params["cursor"] + "=" * (-len(params["cursor"]) % 4)
             before = int(base64.urlsafe_b64decode(raw).decode().split(":")[1])
         if params.get("order") == "relevance":
-            rows = await conn.fetch(RANKED_DEFINITION, before, params["q"], params.get("user_id"),
-                                    RANK_CANDIDATES, PAGE)
+            rows = await conn.fetch(
+                RANKED_DEFINITION, before, params["q"], params.get("user_id"), RANK_CANDIDATES, PAGE
+            )
         else:
             rows = await conn.fetch(DEFINITION, before, params["q"], params.get("user_id"), PAGE)
         return [row["id"] for row in rows]
@@ -131,9 +141,24 @@ class Service:
         self.url = env["DATABASE_URL"]
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(workers)], cwd=SERVICE_DIR, env=env, stdout=self.log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=SERVICE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -169,16 +194,24 @@ def measure(sizes: dict[int, tuple[str, str]], runs: int) -> dict[int, dict[str,
         order = list(sizes)
         for run in range(runs):
             for name in names:
-                for size in order[run % len(order):] + order[:run % len(order)]:
+                for size in order[run % len(order) :] + order[: run % len(order)]:
                     params = shapes(size)[name]
                     timings[size, name].append(ask(clients[size], name, params, expected[size, name]))
     finally:
         for client in clients.values():
             client.close()
-    return {size: {name: {"median": statistics.median(timings[size, name]),
-                          "max": max(timings[size, name]), "plan": used[size, name],
-                          "found": len(expected[size, name])} for name in names}
-            for size in sizes}
+    return {
+        size: {
+            name: {
+                "median": statistics.median(timings[size, name]),
+                "max": max(timings[size, name]),
+                "plan": used[size, name],
+                "found": len(expected[size, name]),
+            }
+            for name in names
+        }
+        for size in sizes
+    }
 
 
 def ask(http: httpx.Client, name: str, params: dict, expected: list[int]) -> float:
@@ -194,11 +227,20 @@ def ask(http: httpx.Client, name: str, params: dict, expected: list[int]) -> flo
     return elapsed
 
 
-def load_under_searches(base: str, query: dict, seconds: int, searchers: int,
-                        user_range: tuple[int, int]) -> dict:
+def load_under_searches(
+    base: str, query: dict, seconds: int, searchers: int, user_range: tuple[int, int]
+) -> dict:
     env = {**os.environ, "WRK_USER_ID_MIN": str(user_range[0]), "WRK_USER_ID_MAX": str(user_range[1])}
-    argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s",
-            str(BENCH_DIR / "wrk" / "post_users.lua"), base]
+    argv = [
+        "wrk",
+        "-t2",
+        "-c32",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(BENCH_DIR / "wrk" / "post_users.lua"),
+        base,
+    ]
     alone = parse_wrk(subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout)
     statuses: dict[int, int] = {}
     stop = threading.Event()
@@ -234,10 +276,14 @@ def main() -> None:
     parser.add_argument("--searchers", type=int, default=16)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=BENCH_DIR).stdout.strip()
-    print(f"search_scale at {commit} on {platform.node()}, {os.cpu_count()} cores, "
-          f"{args.runs} runs a shape, serve --workers {args.workers}", flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH_DIR
+    ).stdout.strip()
+    print(
+        f"search_scale at {commit} on {platform.node()}, {os.cpu_count()} cores, "
+        f"{args.runs} runs a shape, serve --workers {args.workers}",
+        flush=True,
+    )
 
     services: dict[int, Service] = {}
     databases: list[str] = []
@@ -246,8 +292,10 @@ def main() -> None:
         for size in sizes:
             corpus = RESULTS_DIR / f"search-{size}.db"
             if not corpus.exists():
-                subprocess.run([sys.executable, str(BENCH_DIR / "search_corpus.py"), "--posts",
-                                str(size), str(corpus)], check=True)
+                subprocess.run(
+                    [sys.executable, str(BENCH_DIR / "search_corpus.py"), "--posts", str(size), str(corpus)],
+                    check=True,
+                )
             name = f"search_scale_{size}_{uuid.uuid4().hex[:8]}"
             asyncio.run(create_database(args.admin_url, name))
             databases.append(name)
@@ -258,39 +306,54 @@ def main() -> None:
             started = time.monotonic()
             loaded = cli("migrate-sqlite", str(corpus), "--reject-report", os.devnull, env=env)
             timings = [line for line in loaded.stdout.splitlines() if line.startswith("timings:")]
-            print(f"{size:,} posts: migrate-sqlite {time.monotonic() - started:.1f} s; {timings[0]}",
-                  flush=True)
+            print(
+                f"{size:,} posts: migrate-sqlite {time.monotonic() - started:.1f} s; {timings[0]}", flush=True
+            )
             services[size] = Service(env, args.workers, RESULTS_DIR / f"search-scale-{size}.log")
-        results = measure({size: (service.base, service.url) for size, service in services.items()},
-                          args.runs)
+        results = measure(
+            {size: (service.base, service.url) for size, service in services.items()}, args.runs
+        )
         largest = sizes[-1]
         for size in sizes[:-1]:  # the bulkhead runs on the largest size alone
             services.pop(size).stop()
         slowest = max(results[largest], key=lambda shape: results[largest][shape]["median"])
-        bulkhead = (slowest, load_under_searches(
-            services[largest].base, shapes(largest)[slowest], args.seconds, args.searchers,
-            (1, largest // 3)))
+        bulkhead = (
+            slowest,
+            load_under_searches(
+                services[largest].base,
+                shapes(largest)[slowest],
+                args.seconds,
+                args.searchers,
+                (1, largest // 3),
+            ),
+        )
     finally:
         for service in services.values():
             service.stop()
         asyncio.run(drop_database(args.admin_url, *databases))
 
     small, large = sizes[0], sizes[-1]
-    print(f"\n| shape | plan at {large:,} | median {small:,} | max {small:,} | median {large:,} "
-          f"| max {large:,} | growth |")
+    print(
+        f"\n| shape | plan at {large:,} | median {small:,} | max {small:,} | median {large:,} "
+        f"| max {large:,} | growth |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for shape in results[large]:
         a, b = results[small][shape], results[large][shape]
-        print(f"| {shape} | {b['plan']} | {a['median']:.1f} ms | {a['max']:.1f} ms | "
-              f"{b['median']:.1f} ms | {b['max']:.1f} ms | {b['median'] / a['median']:.2f} |")
+        print(
+            f"| {shape} | {b['plan']} | {a['median']:.1f} ms | {a['max']:.1f} ms | "
+            f"{b['median']:.1f} ms | {b['max']:.1f} ms | {b['median'] / a['median']:.2f} |"
+        )
     if bulkhead:
         shape, figures = bulkhead
         alone, beside = figures["alone"]["rps"], figures["beside"]["rps"]
-        print(f"\nPOST /users at {large:,} posts, wrk -t2 -c32 {args.seconds} s: alone {alone:.0f} req/s, "
-              f"beside {args.searchers} clients searching '{shape}' {beside:.0f} req/s "
-              f"({beside / alone:.2f}x); p99 {figures['alone']['p99_ms']:.1f} -> "
-              f"{figures['beside']['p99_ms']:.1f} ms; POST non-2xx {figures['beside']['non2xx']}; "
-              f"search statuses {dict(sorted(figures['statuses'].items()))}")
+        print(
+            f"\nPOST /users at {large:,} posts, wrk -t2 -c32 {args.seconds} s: alone {alone:.0f} req/s, "
+            f"beside {args.searchers} clients searching '{shape}' {beside:.0f} req/s "
+            f"({beside / alone:.2f}x); p99 {figures['alone']['p99_ms']:.1f} -> "
+            f"{figures['beside']['p99_ms']:.1f} ms; POST non-2xx {figures['beside']['non2xx']}; "
+            f"search statuses {dict(sorted(figures['statuses'].items()))}"
+        )
 
 
 if __name__ == "__main__":

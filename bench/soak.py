@@ -53,8 +53,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int, default=10)
     parser.add_argument("--max-overflow", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the first RSS figure")
-    parser.add_argument("--admin-url", default=None,
-                        help="superuser libpq URL of a PostgreSQL to use (default: an embedded one)")
+    parser.add_argument(
+        "--admin-url",
+        default=None,
+        help="superuser libpq URL of a PostgreSQL to use (default: an embedded one)",
+    )
     return parser.parse_args()
 
 
@@ -100,8 +103,9 @@ async def client_loop(http: httpx.AsyncClient, stats: Stats, stop: asyncio.Event
                 response = await http.get("/posts", params={"q": rng.choice(WORDS), "limit": 10})
                 kind = "GET /posts?q="
             elif roll < 0.95:
-                response = await http.get(f"/users/{rng.choice(stats.user_ids[-500:])}/posts",
-                                          params={"limit": 10})
+                response = await http.get(
+                    f"/users/{rng.choice(stats.user_ids[-500:])}/posts", params={"limit": 10}
+                )
                 kind = "GET /users/{id}/posts"
             else:
                 response = await http.get(f"/users/{rng.choice(stats.user_ids[-500:])}")
@@ -121,15 +125,19 @@ async def sample_connections(admin_url: str, samples: list[int], stop: asyncio.E
     conn = await asyncpg.connect(admin_url, server_settings={"application_name": "soak-monitor"})
     try:
         while not stop.is_set():
-            samples.append(await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wiki-service'"))
+            samples.append(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wiki-service'"
+                )
+            )
             await asyncio.sleep(1)
     finally:
         await conn.close()
 
 
-async def sample_rss(workers: list[psutil.Process], rss: dict[int, list[tuple[float, int]]],
-                     stop: asyncio.Event, start: float) -> None:
+async def sample_rss(
+    workers: list[psutil.Process], rss: dict[int, list[tuple[float, int]]], stop: asyncio.Event, start: float
+) -> None:
     while not stop.is_set():
         for worker in workers:
             rss.setdefault(worker.pid, []).append((time.monotonic() - start, worker.memory_info().rss))
@@ -149,8 +157,10 @@ async def soak(args: argparse.Namespace, base_url: str, serve: psutil.Process, d
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
         tasks = [asyncio.create_task(client_loop(http, stats, stop)) for _ in range(args.concurrency)]
-        samplers = [asyncio.create_task(sample_connections(db_url, connections, stop)),
-                    asyncio.create_task(sample_rss(workers, rss, stop, start))]
+        samplers = [
+            asyncio.create_task(sample_connections(db_url, connections, stop)),
+            asyncio.create_task(sample_rss(workers, rss, stop, start)),
+        ]
         deadline = start + args.minutes * 60
         next_report = start + 60
         while time.monotonic() < deadline:
@@ -158,8 +168,11 @@ async def soak(args: argparse.Namespace, base_url: str, serve: psutil.Process, d
             if time.monotonic() >= next_report:
                 next_report += 60
                 done = sum(stats.statuses.values())
-                print(f"  {int(time.monotonic() - start):4d}s  {done} requests, {sum(stats.errors.values())} "
-                      f"errors, connections now {connections[-1] if connections else '?'}", flush=True)
+                print(
+                    f"  {int(time.monotonic() - start):4d}s  {done} requests, {sum(stats.errors.values())} "
+                    f"errors, connections now {connections[-1] if connections else '?'}",
+                    flush=True,
+                )
         stop.set()
         await asyncio.gather(*tasks, *samplers)
         for worker in workers:  # the final figure
@@ -174,17 +187,27 @@ async def soak(args: argparse.Namespace, base_url: str, serve: psutil.Process, d
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    print(f"\n== soak: {elapsed / 60:.1f} min, serve --workers {args.workers}, {args.concurrency} "
-          f"concurrent clients, pool {args.pool_size} + {args.max_overflow} per worker")
-    print(f"requests: {total} ({total / elapsed:.0f}/s); non-2xx: {sum(non_2xx.values())} {non_2xx or ''}; "
-          f"client errors: {sum(stats.errors.values())} {dict(stats.errors) or ''}")
-    print(f"latency ms: p50 {pct(0.5):.1f}, p95 {pct(0.95):.1f}, p99 {pct(0.99):.1f}, max {latencies[-1] * 1000:.0f}")
+    print(
+        f"\n== soak: {elapsed / 60:.1f} min, serve --workers {args.workers}, {args.concurrency} "
+        f"concurrent clients, pool {args.pool_size} + {args.max_overflow} per worker"
+    )
+    print(
+        f"requests: {total} ({total / elapsed:.0f}/s); non-2xx: {sum(non_2xx.values())} {non_2xx or ''}; "
+        f"client errors: {sum(stats.errors.values())} {dict(stats.errors) or ''}"
+    )
+    print(
+        f"latency ms: p50 {pct(0.5):.1f}, p95 {pct(0.95):.1f}, p99 {pct(0.99):.1f}, "
+        f"max {latencies[-1] * 1000:.0f}"
+    )
     for kind, count in sorted(stats.statuses.items()):
         print(f"  {kind}: {count}")
-    print(f"connections (pg_stat_activity, application_name = 'wiki-service', {len(connections)} samples "
-          f"at 1 s): min {min(connections)}, median {statistics.median(connections):.0f}, max {max(connections)}; "
-          f"bound {args.workers} x ({args.pool_size} + {args.max_overflow}) = {bound}: "
-          f"{'within' if max(connections) <= bound else 'EXCEEDED'}")
+    print(
+        f"connections (pg_stat_activity, application_name = 'wiki-service', {len(connections)} samples "
+        f"at 1 s): min {min(connections)}, median {statistics.median(connections):.0f}, "
+        f"max {max(connections)}; "
+        f"bound {args.workers} x ({args.pool_size} + {args.max_overflow}) = {bound}: "
+        f"{'within' if max(connections) <= bound else 'EXCEEDED'}"
+    )
     growth_ok = True
     for pid, points in rss.items():
         after_warmup = next((v for t, v in points if t >= args.warmup), points[0][1])
@@ -192,20 +215,28 @@ async def soak(args: argparse.Namespace, base_url: str, serve: psutil.Process, d
         peak = max(v for _, v in points)
         growth = end - after_warmup
         growth_ok &= growth < 50 * 2**20
-        print(f"RSS worker {pid}: first {mib(points[0][1])}, after warm-up {mib(after_warmup)}, "
-              f"end {mib(end)} (change {growth / 2**20:+.1f} MiB), peak {mib(peak)}, {len(points)} samples")
+        print(
+            f"RSS worker {pid}: first {mib(points[0][1])}, after warm-up {mib(after_warmup)}, "
+            f"end {mib(end)} (change {growth / 2**20:+.1f} MiB), peak {mib(peak)}, {len(points)} samples"
+        )
 
     conn = await asyncpg.connect(db_url)
     try:
-        users = dict(await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::bigint[])", list(stats.users)))
-        posts = dict(await conn.fetch("SELECT id, content FROM posts WHERE id = ANY($1::bigint[])",
-                                      list(stats.posts)))
+        users = dict(
+            await conn.fetch("SELECT id, name FROM users WHERE id = ANY($1::bigint[])", list(stats.users))
+        )
+        posts = dict(
+            await conn.fetch("SELECT id, content FROM posts WHERE id = ANY($1::bigint[])", list(stats.posts))
+        )
     finally:
         await conn.close()
-    lost = sum(users.get(k) != v for k, v in stats.users.items()) + \
-        sum(posts.get(k) != v for k, v in stats.posts.items())
-    print(f"acknowledged writes: {len(stats.users)} users, {len(stats.posts)} posts; "
-          f"missing or changed in the database: {lost}")
+    lost = sum(users.get(k) != v for k, v in stats.users.items()) + sum(
+        posts.get(k) != v for k, v in stats.posts.items()
+    )
+    print(
+        f"acknowledged writes: {len(stats.users)} users, {len(stats.posts)} posts; "
+        f"missing or changed in the database: {lost}"
+    )
     ok = not non_2xx and not stats.errors and max(connections) <= bound and lost == 0 and growth_ok
     print("RESULT:", "ok" if ok else "PROBLEMS (see above)")
     return 0 if ok else 1
@@ -228,16 +259,40 @@ def main() -> int:
         db_url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update(DATABASE_URL=db_url, DB_POOL_SIZE=str(args.pool_size),
-                   DB_MAX_OVERFLOW=str(args.max_overflow), LOG_LEVEL="warning")
+        env.update(
+            DATABASE_URL=db_url,
+            DB_POOL_SIZE=str(args.pool_size),
+            DB_MAX_OVERFLOW=str(args.max_overflow),
+            LOG_LEVEL="warning",
+        )
         python = sys.executable
-        subprocess.run([python, "-m", "app.cli", "db", "upgrade"], cwd=SERVICE_DIR, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [python, "-m", "app.cli", "db", "upgrade"],
+            cwd=SERVICE_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         log = (tmp / "serve.log").open("wb")
         process = subprocess.Popen(
-            [python, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers)], cwd=SERVICE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                python,
+                "-m",
+                "app.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
+            cwd=SERVICE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base_url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -248,18 +303,25 @@ def main() -> int:
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(f"serve did not become ready:\n{(tmp / 'serve.log').read_text()[-2000:]}")
+                    raise SystemExit(
+                        f"serve did not become ready:\n{(tmp / 'serve.log').read_text()[-2000:]}"
+                    )
                 time.sleep(0.2)
             time.sleep(1)  # every worker up
-            print(f"soak: serve --workers {args.workers} on {base_url}, database {name}, "
-                  f"{args.minutes} min", flush=True)
+            print(
+                f"soak: serve --workers {args.workers} on {base_url}, database {name}, {args.minutes} min",
+                flush=True,
+            )
             code = asyncio.run(soak(args, base_url, psutil.Process(process.pid), db_url))
         finally:
             process.terminate()
             process.wait(60)
             log.close()
-            errors = [line for line in (tmp / "serve.log").read_text(errors="replace").splitlines()
-                      if '"level":"error"' in line]
+            errors = [
+                line
+                for line in (tmp / "serve.log").read_text(errors="replace").splitlines()
+                if '"level":"error"' in line
+            ]
             print(f"serve exited {process.returncode}; {len(errors)} error lines in its log")
             for line in errors[:3]:
                 print("  " + line[:300] + " ... " + line[-700:])

@@ -109,6 +109,7 @@ class Database:
 
     def stop(self) -> None:
         if self.given_url and self.created and not self.keep:
+
             async def drop() -> None:
                 conn = await _connect(self.given_url)
                 try:
@@ -151,16 +152,24 @@ def service_cli() -> str:
     candidate = Path(sys.executable).parent / "wiki-service"
     found = str(candidate) if candidate.exists() else shutil.which("wiki-service")
     if not found:
-        raise BenchError("the `wiki-service` command is not installed "
-                         "(pip install -e './wiki-service[embedded]')")
+        raise BenchError(
+            "the `wiki-service` command is not installed (pip install -e './wiki-service[embedded]')"
+        )
     return found
 
 
 def migrate(env: dict[str, str]) -> None:
     """The service's schema, by its own migrations."""
     log("migrating: wiki-service db upgrade")
-    result = subprocess.run([service_cli(), "db", "upgrade"], env=env, capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, timeout=300, check=False)
+    result = subprocess.run(
+        [service_cli(), "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
         raise BenchError(f"`wiki-service db upgrade` failed ({result.returncode}): {tail[0]}")
@@ -181,7 +190,9 @@ def seed(db: Database, users: int, posts: int) -> tuple[int, int]:
                 "INSERT INTO posts (user_id, content) "
                 "SELECT $2 + (g % $3), repeat('seed post ', 10) || g "
                 "FROM generate_series(1, $1) g",
-                posts, lo, users,
+                posts,
+                lo,
+                users,
             )
             await conn.execute("VACUUM ANALYZE users")
             await conn.execute("VACUUM ANALYZE posts")
@@ -216,9 +227,27 @@ def free_port() -> int:
 
 def uvicorn_argv(module: str, port: int) -> list[str]:
     # The same server settings as the service: uvloop + httptools, no access log, 1 process.
-    return [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(REFERENCE_DIR),
-            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning", "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{module}:app",
+        "--app-dir",
+        str(REFERENCE_DIR),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--workers",
+        "1",
+    ]
 
 
 def build_apps(names: list[str], logdir: Path) -> list[App]:
@@ -237,12 +266,20 @@ def build_apps(names: list[str], logdir: Path) -> list[App]:
 
 def start_apps(apps: list[App], env: dict[str, str], timeout: float) -> None:
     for app in apps:
-        log(f"starting {app.name} on port {app.port}: {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(app.argv))}")
-        handle = open(app.log_path, "wb")
-        app.proc = subprocess.Popen(app.argv, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=str(REPO_DIR))
-        handle.close()
+        log(
+            f"starting {app.name} on port {app.port}: "
+            + " ".join(Path(a).name if i == 0 else a for i, a in enumerate(app.argv))
+        )
+        with open(app.log_path, "wb") as handle:  # the child keeps its own descriptor
+            app.proc = subprocess.Popen(
+                app.argv,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(REPO_DIR),
+            )
     for app in apps:
         wait_ready(app, timeout)
 
@@ -259,8 +296,10 @@ def wait_ready(app: App, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if app.proc.poll() is not None:
-            raise BenchError(f"app {app.name} exited with {app.proc.returncode} on startup: "
-                             f"{last_log_line(app)} (log: {app.log_path})")
+            raise BenchError(
+                f"app {app.name} exited with {app.proc.returncode} on startup: "
+                f"{last_log_line(app)} (log: {app.log_path})"
+            )
         try:
             status, _ = http(app, "GET", "/user/1", timeout=2)
             if status in (200, 404):
@@ -268,8 +307,10 @@ def wait_ready(app: App, timeout: float) -> None:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise BenchError(f"app {app.name} did not answer on port {app.port} within {timeout:.0f}s: "
-                             f"{last_log_line(app)} (log: {app.log_path})")
+            raise BenchError(
+                f"app {app.name} did not answer on port {app.port} within {timeout:.0f}s: "
+                f"{last_log_line(app)} (log: {app.log_path})"
+            )
         time.sleep(0.2)
 
 
@@ -291,8 +332,9 @@ def stop_apps(apps: list[App]) -> None:
 
 def http(app: App, method: str, path: str, body: dict | None = None, timeout: float = 10):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(app.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        app.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -306,23 +348,34 @@ def http(app: App, method: str, path: str, body: dict | None = None, timeout: fl
 
 def check_contract(app: App, user_id_max: int) -> None:
     """Each app must speak the same API, or the comparison means nothing."""
+
     def expect(cond: bool, what: str) -> None:
         if not cond:
             raise BenchError(f"app {app.name} breaks the API contract: {what}")
 
     status, body = http(app, "POST", "/users", {"name": "contract check"})
-    expect(status == 201 and isinstance(body, dict) and set(body) >= {"id", "name", "created_time"}
-           and body["name"] == "contract check", f"POST /users -> {status} {body!r}")
+    expect(
+        status == 201
+        and isinstance(body, dict)
+        and set(body) >= {"id", "name", "created_time"}
+        and body["name"] == "contract check",
+        f"POST /users -> {status} {body!r}",
+    )
     user_id = body["id"]
     status, got = http(app, "GET", f"/user/{user_id}")
-    expect(status == 200 and got.get("id") == user_id and got.get("name") == "contract check",
-           f"GET /user/{user_id} -> {status} {got!r}")
+    expect(
+        status == 200 and got.get("id") == user_id and got.get("name") == "contract check",
+        f"GET /user/{user_id} -> {status} {got!r}",
+    )
     status, got = http(app, "GET", f"/user/{user_id_max * 1000 + 7}")
-    expect(status == 404 and got == {"detail": "User not found"},
-           f"GET /user/<missing> -> {status} {got!r}")
+    expect(status == 404 and got == {"detail": "User not found"}, f"GET /user/<missing> -> {status} {got!r}")
     status, got = http(app, "POST", "/posts", {"user_id": user_id, "content": "contract check"})
-    expect(status == 201 and isinstance(got, dict)
-           and set(got) >= {"post_id", "content", "user_id", "created_time"}
-           and got["user_id"] == user_id, f"POST /posts -> {status} {got!r}")
+    expect(
+        status == 201
+        and isinstance(got, dict)
+        and set(got) >= {"post_id", "content", "user_id", "created_time"}
+        and got["user_id"] == user_id,
+        f"POST /posts -> {status} {got!r}",
+    )
     status, got = http(app, "POST", "/posts", {"user_id": user_id_max * 1000 + 7, "content": "x"})
     expect(status == 404, f"POST /posts for a missing user -> {status} {got!r}")

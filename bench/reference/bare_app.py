@@ -89,9 +89,7 @@ async def app(scope, receive, send) -> None:
         except ValueError:
             await _send(send, 404, _NOT_FOUND)
             return
-        row = await _pool.fetchrow(
-            "SELECT id, name, created_time FROM users WHERE id = $1", user_id
-        )
+        row = await _pool.fetchrow("SELECT id, name, created_time FROM users WHERE id = $1", user_id)
         if row is None:
             await _send(send, 404, _NOT_FOUND)
             return
@@ -127,7 +125,8 @@ async def app(scope, receive, send) -> None:
             row = await _pool.fetchrow(
                 "INSERT INTO posts (user_id, content) VALUES ($1, $2) "
                 "RETURNING id AS post_id, content, user_id, created_time",
-                user_id, content,
+                user_id,
+                content,
             )
         except asyncpg.ForeignKeyViolationError:
             await _send(send, 404, _NOT_FOUND)

@@ -30,7 +30,7 @@ def _database_url() -> str:
     url = os.environ["DATABASE_URL"]
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
 
 
@@ -130,6 +130,8 @@ async def create_post(body: PostCreate, session: SessionDep) -> PostOut:
     await session.commit()
     await session.refresh(post)
     return PostOut(
-        post_id=post.id, content=post.content, user_id=post.user_id,
+        post_id=post.id,
+        content=post.content,
+        user_id=post.user_id,
         created_time=post.created_time,
     )
