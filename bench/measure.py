@@ -346,13 +346,17 @@ def run_wrk(
     return parsed
 
 
-def machine_info(db: Database, args) -> dict:
-    cpu = "unknown"
+def cpu_model() -> str:
+    """The processor's model name, as /proc/cpuinfo gives it."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_info(db: Database, args) -> dict:
+    cpu = cpu_model()
     wrk_out = subprocess.run([args.wrk, "-v"], capture_output=True, text=True, check=False)
     match = re.search(r"wrk (\S+)", wrk_out.stdout + wrk_out.stderr)
     wrk_version = [f"wrk {match.group(1)}"] if match else []

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 
-from measure import WRK_DIR, parse_wrk  # noqa: E402
+from measure import WRK_DIR, cpu_model, parse_wrk  # noqa: E402
 
 from app.embedded import EmbeddedPostgres  # noqa: E402
 from tests.faults.pgbouncer import PgBouncer  # noqa: E402
@@ -145,14 +144,7 @@ def _report(results: dict[tuple[str, str], list[dict]], names: list[str], args: 
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH_DIR
     ).stdout.strip()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     print(
         f"\ncommit {commit}; {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
         f"{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections}, one worker each, "

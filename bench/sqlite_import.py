@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "wiki-service"
 sys.path.insert(0, str(SERVICE))
+from measure import cpu_model  # noqa: E402 - bench/ is on the path as the script's folder
+
 from app.embedded import create_database, drop_database  # noqa: E402
 
 
@@ -159,14 +160,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     size = args.file.stat().st_size / 1e6
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     print(
         f"machine: {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
