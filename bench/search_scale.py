@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import os
 import platform
 import statistics
@@ -44,9 +43,10 @@ SERVICE_DIR = BENCH_DIR.parent / "wiki-service"
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path[:0] = [str(SERVICE_DIR), str(BENCH_DIR)]
 from measure import parse_wrk  # noqa: E402 - the harness's wrk parsing, one definition
-from stack import free_port  # noqa: E402
 
 from app.embedded import create_database, drop_database  # noqa: E402
+from tests.support.cli import run_cli, service_env  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 QUERIES = {
     "common": "probecommon",
@@ -90,16 +90,9 @@ def shapes(posts: int) -> dict[str, dict]:
     return out
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 3600) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=SERVICE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`wiki-service ARGS`; a failure ends the benchmark with the command's last words."""
+    result = run_cli(*args, env=env, timeout=3600)
     if result.returncode != 0:
         raise SystemExit(f"wiki-service {args[0]} failed: {(result.stderr or result.stdout)[-500:]}")
     return result
@@ -130,47 +123,6 @@ def plans(base: str) -> dict[str, float]:
         if line.startswith("search_plans_total{"):
             counts[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
     return counts
-
-
-class Service:
-    """`wiki-service serve` on a free port, stopped on exit."""
-
-    def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = env["DATABASE_URL"]
-        self.log = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-            ],
-            cwd=SERVICE_DIR,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise SystemExit(f"the service did not get ready; see {log}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 def measure(sizes: dict[int, tuple[str, str]], runs: int) -> dict[int, dict[str, dict]]:
@@ -285,7 +237,8 @@ def main() -> None:
         flush=True,
     )
 
-    services: dict[int, Service] = {}
+    services: dict[int, Server] = {}
+    urls: dict[int, str] = {}
     databases: list[str] = []
     bulkhead = None
     try:
@@ -300,8 +253,7 @@ def main() -> None:
             asyncio.run(create_database(args.admin_url, name))
             databases.append(name)
             url = args.admin_url.rsplit("/", 1)[0] + f"/{name}"
-            env = {key: value for key, value in os.environ.items() if not key.startswith("DB_")}
-            env["DATABASE_URL"] = url
+            env = service_env(DATABASE_URL=url)
             cli("db", "upgrade", env=env)
             started = time.monotonic()
             loaded = cli("migrate-sqlite", str(corpus), "--reject-report", os.devnull, env=env)
@@ -309,9 +261,10 @@ def main() -> None:
             print(
                 f"{size:,} posts: migrate-sqlite {time.monotonic() - started:.1f} s; {timings[0]}", flush=True
             )
-            services[size] = Service(env, args.workers, RESULTS_DIR / f"search-scale-{size}.log")
+            services[size] = Server(env, workers=args.workers).wait_healthy(60, path="/readyz")
+            urls[size] = url
         results = measure(
-            {size: (service.base, service.url) for size, service in services.items()}, args.runs
+            {size: (service.base_url, urls[size]) for size, service in services.items()}, args.runs
         )
         largest = sizes[-1]
         for size in sizes[:-1]:  # the bulkhead runs on the largest size alone
@@ -320,7 +273,7 @@ def main() -> None:
         bulkhead = (
             slowest,
             load_under_searches(
-                services[largest].base,
+                services[largest].base_url,
                 shapes(largest)[slowest],
                 args.seconds,
                 args.searchers,
