@@ -49,6 +49,13 @@ class SchemaNotReady(DatabaseUnavailable):
 
 # -- error classification -------------------------------------------------------------
 
+
+class StatementMixedUp(Exception):
+    """A statement answered what it cannot (no row from INSERT ... RETURNING): the server ran
+    another session's statement of the same name (prepared statements behind a pooler in
+    transaction mode)."""
+
+
 # The statement the server bound is not the one this connection prepared: a pooler in
 # transaction mode shares server sessions and prepared statements are on. Validated input
 # cannot cause the last two (a bad binary parameter, a bad UTF-8 byte): a mixed-up one can.
@@ -57,6 +64,7 @@ SESSION_MIXUP_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidSQLStatementNameError,
     asyncpg.InvalidBinaryRepresentationError,
     asyncpg.CharacterNotInRepertoireError,
+    StatementMixedUp,
 )
 # Errors that mean "the database is away", as opposed to "this statement is wrong".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -78,6 +86,14 @@ SCHEMA_MISSING_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.UndefinedTableError,
     asyncpg.UndefinedColumnError,
 )
+
+
+async def inserted_row(conn: asyncpg.Connection, sql: str, *args: object) -> asyncpg.Record:
+    """The row an `INSERT ... RETURNING` statement wrote; StatementMixedUp (503) if none came."""
+    row = await conn.fetchrow(sql, *args)
+    if row is None:
+        raise StatementMixedUp
+    return row
 
 
 def leaves_connection_broken(error: BaseException | None, conn: asyncpg.Connection) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from app.database import Database
+from app.database import Database, inserted_row
 from app.errors import PostNotFound, SearchIndexBuilding, UserNotFound
 from app.metrics import POSTS_CREATED
 from app.posts.search import SearchGate, most_relevant, newest_matches
@@ -40,7 +40,8 @@ async def create(*, db: Database, user_id: int, content: str) -> dict[str, Any]:
     """Insert a post; the foreign key, not a prior SELECT, says whether the user exists."""
     try:
         async with db.checkout() as conn:
-            row = await conn.fetchrow(
+            row = await inserted_row(
+                conn,
                 f"INSERT INTO posts (user_id, content) VALUES ($1, $2) RETURNING {_COLUMNS}",
                 user_id,
                 content,

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from app.database import Database
+from app.database import Database, inserted_row
 from app.errors import UserNotFound
 from app.metrics import USERS_CREATED
 
@@ -25,7 +25,7 @@ def _user(row: asyncpg.Record) -> dict[str, Any]:
 async def create(*, db: Database, name: str) -> dict[str, Any]:
     """Insert a user and return it."""
     async with db.checkout() as conn:
-        row = await conn.fetchrow(f"INSERT INTO users (name) VALUES ($1) RETURNING {_COLUMNS}", name)
+        row = await inserted_row(conn, f"INSERT INTO users (name) VALUES ($1) RETURNING {_COLUMNS}", name)
     USERS_CREATED.inc()
     return _user(row)
 
