@@ -48,6 +48,7 @@ from stack import (
     App,
     BenchError,
     Database,
+    app_kind,
     asyncpg_url,
     build_apps,
     check_contract,
@@ -76,7 +77,12 @@ def parse_args(argv: list[str] | None = None):
         help="a PostgreSQL server to use (a fresh database is created on it and "
         "dropped after); default: start an embedded PostgreSQL",
     )
-    parser.add_argument("--apps", default=None, help=f"comma list among {','.join(ALL_APPS)} (default: all)")
+    parser.add_argument(
+        "--apps",
+        default=None,
+        help=f"comma list among {','.join(ALL_APPS)} (default: all); a variant with settings of "
+        "its own, to A/B a setting in one run: service+LOG_LEVEL=warning",
+    )
     parser.add_argument(
         "--endpoints", default="get,users,posts,mixed", help="comma list among get,users,posts,mixed"
     )
@@ -114,7 +120,7 @@ def parse_args(argv: list[str] | None = None):
         args.rounds, args.duration, args.warmup = 1, 2, 1
     args.apps = [a.strip() for a in (args.apps or ",".join(ALL_APPS)).split(",") if a.strip()]
     args.profile = [a.strip() for a in args.profile.split(",") if a.strip()]
-    unknown = [a for a in args.apps + args.profile if a not in ALL_APPS]
+    unknown = [a for a in args.apps + args.profile if app_kind(a) not in ALL_APPS]
     if unknown:
         parser.error(f"unknown app(s) {unknown}; choose among {','.join(ALL_APPS)}")
     try:
@@ -152,7 +158,7 @@ def benchmark(args) -> int:
         log(f"seeded {args.seed_users} users (ids {id_range[0]}..{id_range[1]}) and {args.seed_posts} posts")
 
         apps = build_apps(args.apps, logdir)
-        cap = sum({"design": 30, "bare": 30, "service": 30, "service-w2": 60}[a.name] for a in apps)
+        cap = sum({"design": 30, "bare": 30, "service": 30, "service-w2": 60}[app_kind(a.name)] for a in apps)
         if db.max_connections and cap > db.max_connections - 10:
             log(
                 f"warning: the apps may open up to ~{cap} connections, the server allows "

@@ -28,6 +28,22 @@ RESULTS_DIR = BENCH_DIR / "results"
 ALL_APPS = ("design", "bare", "service", "service-w2")
 
 
+def app_kind(name: str) -> str:
+    """`service+LOG_LEVEL=warning` is the service with that setting: its kind is `service`."""
+    return name.split("+", 1)[0]
+
+
+def app_settings(name: str) -> dict[str, str]:
+    """The settings a variant's name adds to its environment (`+KEY=VALUE` each)."""
+    settings = {}
+    for item in name.split("+")[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"app {name!r}: write each setting as +KEY=VALUE")
+        settings[key] = value
+    return settings
+
+
 class BenchError(Exception):
     """A failure to report as one line and exit 1."""
 
@@ -209,6 +225,7 @@ class App:
     argv: list[str]
     port: int
     log_path: Path
+    settings: dict[str, str] = field(default_factory=dict)  # added to the shared environment
     proc: subprocess.Popen | None = None
     peak_rss: dict[int, int] = field(default_factory=dict)  # pid -> bytes
     cmdlines: dict[int, str] = field(default_factory=dict)
@@ -253,14 +270,15 @@ def uvicorn_argv(module: str, port: int) -> list[str]:
 def build_apps(names: list[str], logdir: Path) -> list[App]:
     apps = []
     for name in names:
-        port = free_port()
-        if name in ("design", "bare"):
-            argv = uvicorn_argv(f"{name}_app", port)
+        port, kind = free_port(), app_kind(name)
+        if kind in ("design", "bare"):
+            argv = uvicorn_argv(f"{kind}_app", port)
         else:
             argv = [service_cli(), "serve", "--host", "127.0.0.1", "--port", str(port)]
-            if name == "service-w2":
+            if kind == "service-w2":
                 argv += ["--workers", "2"]
-        apps.append(App(name, argv, port, logdir / f"{name}.log"))
+        log_name = name.replace("/", "_")
+        apps.append(App(name, argv, port, logdir / f"{log_name}.log", app_settings(name)))
     return apps
 
 
@@ -273,7 +291,7 @@ def start_apps(apps: list[App], env: dict[str, str], timeout: float) -> None:
         with open(app.log_path, "wb") as handle:  # the child keeps its own descriptor
             app.proc = subprocess.Popen(
                 app.argv,
-                env=env,
+                env={**env, **app.settings},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 Same endpoints, status codes and bodies as the service, minimal validation, one round
 trip per request (`POST /posts` lets the foreign key say whether the user exists).
-The service is asked to reach at least 0.6x of this.
+The service is asked to reach at least 0.75x of this.
 
     DATABASE_URL=postgresql://... uvicorn bare_app:app --app-dir bench/reference \
         --loop uvloop --http httptools --no-access-log
