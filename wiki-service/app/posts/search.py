@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 
+from app.database import StatementMixedUp
 from app.errors import SearchBusy, SearchTimedOut
 from app.metrics import SEARCH_PLANS, SEARCHES_REFUSED
 from app.posts.models import SEARCH_BUCKET_BITS, SEARCH_CONFIG
@@ -157,6 +158,8 @@ async def most_relevant(
         # The plan above may have turned an index scan kind off; the ranks are read by id.
         await conn.execute("SET LOCAL enable_indexscan = on; SET LOCAL enable_bitmapscan = on")
         ranks = dict(await conn.fetch(RANK_SQL, [row["id"] for row in rows], query))
+    if len(ranks) != len(rows):  # one snapshot: every candidate is there to rank
+        raise StatementMixedUp
     ranked = sorted(((row, ranks[row["id"]]) for row in rows), key=lambda pair: (-pair[1], -pair[0]["id"]))
     if after is not None:
         ranked = [(row, rank) for row, rank in ranked if (rank, row["id"]) < after]
@@ -188,6 +191,8 @@ async def _newest(
     """newest_matches' steps, inside _search_transaction."""
     args = [before_id, query, user_id, limit]
     probe = await conn.fetch(PROBE_SQL, *args, probe_rows)
+    if not probe:  # it always has its summary row, unless another statement answered
+        raise StatementMixedUp
     found = [row for row in probe if row["id"] is not None]
     head = probe[0]
     if len(found) == limit or head["probed"] < probe_rows or head["nodes"] == 0:
