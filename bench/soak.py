@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "wiki-service"
 sys.path.insert(0, str(SERVICE_DIR))
 
-from app.embedded import EmbeddedPostgres, create_database, free_port  # noqa: E402
+from app.embedded import EmbeddedPostgres, create_database  # noqa: E402
+from tests.support.cli import run_cli, service_env  # noqa: E402
+from tests.support.server import Server  # noqa: E402
 
 PASSWORD = "p@ss:/#%'\" w0rd\\;$"
 WORDS = ["alpha", "beta", "gamma", "delta", "wiki", "postgres", "river", "mountain", "quantum", "tea"]
@@ -257,72 +257,29 @@ def main() -> int:
         from sqlalchemy import make_url
 
         db_url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update(
+        env = service_env(
             DATABASE_URL=db_url,
             DB_POOL_SIZE=str(args.pool_size),
             DB_MAX_OVERFLOW=str(args.max_overflow),
             LOG_LEVEL="warning",
         )
-        python = sys.executable
-        subprocess.run(
-            [python, "-m", "app.cli", "db", "upgrade"],
-            cwd=SERVICE_DIR,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        log = (tmp / "serve.log").open("wb")
-        process = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "app.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-            ],
-            cwd=SERVICE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{port}"
+        upgrade = run_cli("db", "upgrade", env=env)
+        if upgrade.returncode != 0:
+            raise SystemExit(f"db upgrade failed: {upgrade.stderr.strip()[-500:]}")
+        service = Server(env, workers=args.workers)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(
-                        f"serve did not become ready:\n{(tmp / 'serve.log').read_text()[-2000:]}"
-                    )
-                time.sleep(0.2)
+            service.wait_healthy(60, "/readyz")
             time.sleep(1)  # every worker up
             print(
-                f"soak: serve --workers {args.workers} on {base_url}, database {name}, {args.minutes} min",
+                f"soak: serve --workers {args.workers} on {service.base_url}, database {name}, "
+                f"{args.minutes} min",
                 flush=True,
             )
-            code = asyncio.run(soak(args, base_url, psutil.Process(process.pid), db_url))
+            code = asyncio.run(soak(args, service.base_url, psutil.Process(service.process.pid), db_url))
         finally:
-            process.terminate()
-            process.wait(60)
-            log.close()
-            errors = [
-                line
-                for line in (tmp / "serve.log").read_text(errors="replace").splitlines()
-                if '"level":"error"' in line
-            ]
-            print(f"serve exited {process.returncode}; {len(errors)} error lines in its log")
+            returncode = service.stop(timeout=60)
+            errors = [line for line in service.output().splitlines() if '"level":"error"' in line]
+            print(f"serve exited {returncode}; {len(errors)} error lines in its log")
             for line in errors[:3]:
                 print("  " + line[:300] + " ... " + line[-700:])
         return code
