@@ -67,30 +67,18 @@ class Load:
 
     async def request(self, client: httpx.AsyncClient, method: str, path: str, **kwargs) -> Outcome:
         started = time.monotonic()
+        status = error = retry_after = body = None
         try:
             response = await client.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            outcome = Outcome(
-                str(client.base_url).rstrip("/"),
-                method,
-                path,
-                started,
-                time.monotonic() - started,
-                None,
-                type(error).__name__,
-            )
-            self.outcomes.append(outcome)
-            return outcome
-        is_json = response.headers.get("content-type", "").startswith("application/json")
+        except httpx.HTTPError as failure:
+            response, error = None, type(failure).__name__
+        latency = time.monotonic() - started
+        if response is not None:
+            status, retry_after = response.status_code, response.headers.get("retry-after")
+            if response.headers.get("content-type", "").startswith("application/json"):
+                body = response.json()
         outcome = Outcome(
-            str(client.base_url).rstrip("/"),
-            method,
-            path,
-            started,
-            time.monotonic() - started,
-            response.status_code,
-            retry_after=response.headers.get("retry-after"),
-            body=response.json() if is_json else None,
+            str(client.base_url).rstrip("/"), method, path, started, latency, status, error, retry_after, body
         )
         self.outcomes.append(outcome)
         return outcome
