@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ import asyncpg
 from app import logs
 from app.config import Settings, describe, fail, get_settings
 from app.database import Database
+from app.posts.bitmaps import seal_ready_buckets
 from app.schema import build_missing_indexes, current_revision, head_revision, upgrade_to_head
 from app.sqlite_import.command import Options as MigrateSqliteOptions
 from app.sqlite_import.command import run as migrate_sqlite
@@ -139,14 +141,24 @@ def cmd_db_current(_args: argparse.Namespace) -> None:
         raise SystemExit(3)
 
 
-def _build_indexes(settings: Settings) -> list[str]:
-    async def build() -> list[str]:
+# How long `db build-indexes` waits for transactions older than the posts it seals.
+SEAL_WAIT_SECONDS = 600.0
+
+
+def _build_indexes(settings: Settings) -> tuple[list[str], list[int]]:
+    async def build() -> tuple[list[str], list[int]]:
         # Its own connection: no statement timeout for builds that may take hours.
         conn = await asyncpg.connect(
             settings.asyncpg_dsn, timeout=10, server_settings={"statement_timeout": "0"}
         )
+
+        @contextlib.asynccontextmanager
+        async def this_connection() -> AsyncIterator[asyncpg.Connection]:
+            yield conn
+
         try:
-            return await build_missing_indexes(conn)
+            built = await build_missing_indexes(conn)
+            return built, await seal_ready_buckets(this_connection, wait_for_writers=SEAL_WAIT_SECONDS)
         finally:
             await conn.close()
 
@@ -155,14 +167,16 @@ def _build_indexes(settings: Settings) -> list[str]:
 
 
 def cmd_db_build_indexes(_args: argparse.Namespace) -> None:
-    """Build the secondary indexes a bulk load left out, while the service keeps serving."""
+    """Build the secondary indexes a bulk load left out, and the search bitmaps of full
+    buckets, while the service keeps serving."""
     started = time.monotonic()
-    built = _run("building the indexes of {where} failed", _build_indexes, log_level=None)
+    built, sealed = _run("building the indexes of {where} failed", _build_indexes, log_level=None)
     print(
         f"built {', '.join(built)} in {time.monotonic() - started:.1f} s"
         if built
         else "every secondary index is present and valid"
     )
+    print(f"search bitmaps: {len(sealed)} buckets sealed")
 
 
 def cmd_dev(args: argparse.Namespace) -> None:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     search_statement_timeout_ms: int = Field(2000, ge=1)
     # order=relevance ranks this many of the newest matches: its bound on a search's work.
     search_rank_candidates: int = Field(1000, ge=1, le=10_000)
+    # How often a process looks for full buckets of posts to write search bitmaps for; 0: never.
+    search_seal_interval_seconds: float = Field(10.0, ge=0)
 
     log_level: str = Field("info", pattern="(?i)^(critical|error|warning|info|debug)$")
     max_body_bytes: PositiveInt = 1024 * 1024

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import make_url
 
 from tests.support.db import SPECIAL_PASSWORD, ScratchDatabases, libpq_url, private_server, truncate
+from tests.support.search_corpus import load_corpus
 from tests.support.server import Servers
 
 SUITE_PASSWORD = "suite-pw:@/#%'\" x"  # the embedded server checks passwords over TCP
@@ -107,6 +108,17 @@ async def client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+@pytest.fixture
+async def search_conn(client: httpx.AsyncClient, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """The search corpus (tests/support/search_corpus.py) in the run's database, and a
+    connection from the service's own pool (`client` runs the app's lifespan on empty tables)."""
+    from app.main import app
+
+    await load_corpus(db)
+    async with app.state.db.checkout() as conn:
+        yield conn
 
 
 @pytest.fixture

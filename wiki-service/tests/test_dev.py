@@ -41,7 +41,7 @@ def test_dev_serves_and_keeps_data_across_restarts(tmp_path, serve):
         user = httpx.post(f"{url}/users", json={"name": "newcomer"}).json()
     finally:
         output = _stop(first)
-    assert "is at revision 0003 (head)" in output
+    assert "is at revision 0004 (head)" in output
     assert (data_dir / "pgdata" / "PG_VERSION").exists()
 
     second = _start_dev(serve, data_dir, port, db_port)

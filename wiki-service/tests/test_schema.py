@@ -20,7 +20,7 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         results = list(pool.map(lambda _: run_cli("db", "upgrade", env=env), range(4)))
     for result in results:
         assert result.returncode == 0, result.stderr
-        assert "is at revision 0003 (head)" in result.stdout
+        assert "is at revision 0004 (head)" in result.stdout
     ran = sum("Running upgrade" in result.stdout for result in results)
     assert ran == 1  # exactly one replica migrated; the others waited on the lock, then found head
 
@@ -31,9 +31,9 @@ def test_concurrent_upgrades_all_succeed(fresh_database):
         finally:
             await conn.close()
 
-    assert asyncio.run(version()) == "0003"
+    assert asyncio.run(version()) == "0004"
     current = run_cli("db", "current", env=env)
-    assert current.returncode == 0 and "current: 0003" in current.stdout
+    assert current.returncode == 0 and "current: 0004" in current.stdout
 
 
 def test_db_current_exits_3_when_behind(fresh_database):
@@ -177,7 +177,7 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
     assert upgraded.returncode == 0, upgraded.stderr
     assert "run `wiki-service db build-indexes`" in upgraded.stdout + upgraded.stderr
     assert asyncio.run(fetch(url, "SELECT count(search) FROM posts")) == [(0,)]
-    server = serve(env)
+    server = serve({**env, "SEARCH_SEAL_INTERVAL_SECONDS": "0"})  # build-indexes seals, below
     search = httpx.get(f"{server.base_url}/posts", params={"q": "needle"}, timeout=10)
     assert search.status_code == 503 and search.headers["Retry-After"] == "30"
     assert (
@@ -216,6 +216,11 @@ def test_upgrade_of_a_populated_database_defers_the_fill_and_keeps_serving(fresh
     assert [item["content"] for item in search.json()["items"]] == [
         "written needle",
         *(f"post number {i} needle" for i in (100000, 75000, 50000, 25000)),
+    ]
+    # Ids 1..100,002 fill buckets 0..5 of 16,384 ids; the newest, partial one stays unsealed.
+    assert "search bitmaps: 6 buckets sealed" in built.stdout
+    assert asyncio.run(fetch(url, "SELECT array_agg(bucket ORDER BY bucket) FROM search_bitmap_buckets")) == [
+        ([0, 1, 2, 3, 4, 5],)
     ]
 
 

@@ -1,8 +1,9 @@
 """Search: every plan returns exactly the plain SQL definition; searches cannot starve the rest.
 
-The corpus spreads 6,000 posts over eleven of posts_search_idx's buckets, with words planted at
-known rates, so that the probe, the sparse bitmap, the buckets and the walk each meet dense,
-rare, absent and old-only words, pairs, phrases, negations and `or`.
+The corpus (tests/support/search_corpus.py) spreads 6,000 posts over eleven of
+posts_search_idx's buckets, so that the probe, the sparse bitmap, the buckets and the walk each
+meet dense, rare, absent and old-only words, pairs, phrases, negations and `or`. The bitmaps
+plan has its own tests (test_search_bitmaps.py).
 """
 
 from __future__ import annotations
@@ -11,57 +12,15 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
 
-from app.metrics import SEARCH_PLANS
 from app.posts.search import most_relevant, newest_matches
 from tests.support.api import every_page
 from tests.support.cli import run_cli, service_env
+from tests.support.search_corpus import DEFINITION, ID_STEP, POSTS, PROLIFIC, QUERIES, plans_used
 
-POSTS = 6000
-ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
-PROLIFIC = 1
-WORDS = [
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-    "sed",
-    "do",
-    "eiusmod",
-    "tempor",
-]
-QUERIES = [
-    "dense",
-    "common",
-    "rare",
-    "absent",
-    "old",
-    "pa pb",
-    '"pa pb"',
-    "common -dense",
-    "rare or absent",
-    "-dense",
-    "-dense -common",
-    "common or -pa",
-    "!!! ???",
-    "dolor",
-    '"lorem ipsum" -old',
-]
-# The definition: to_tsvector on the content itself, not the stored column.
-DEFINITION = (
-    "SELECT id FROM posts WHERE id < $1 AND ($3::bigint IS NULL OR user_id = $3) "
-    "AND to_tsvector('simple', content) @@ websearch_to_tsquery('simple', $2) "
-    "ORDER BY id DESC LIMIT $4"
-)
 # order=relevance: the newest $4 matches, by ts_rank (normalized by length), ties newest first.
 RANKED_DEFINITION = """
     WITH candidates AS (
@@ -78,57 +37,6 @@ PLANS = {
     "buckets": {"probe_rows": 1, "sparse_rows": -1},
     "long probe": {"probe_rows": 5000},
 }
-
-
-def corpus() -> list[tuple[int, int, str]]:
-    rng = random.Random(11)
-    rows = []
-    for i in range(1, POSTS + 1):
-        post_id = i * ID_STEP
-        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
-        for word, planted in (
-            ("dense", rng.random() < 0.5),
-            ("common", rng.random() < 0.1),
-            ("rare", i % 1400 == 0),
-            ("old", i <= POSTS // 2 and rng.random() < 0.3),
-        ):
-            if planted:
-                words.insert(rng.randrange(len(words) + 1), word)
-        pair = rng.random()
-        if pair < 0.2:
-            words.append("pa")
-        elif pair < 0.4:
-            words.insert(0, "pb")
-        if i in (700, 3100, 5900):  # together: once as the phrase, twice apart
-            words += ["pa", "pb"] if i != 3100 else ["pb", "x", "pa"]
-        user = PROLIFIC if rng.random() < 0.3 else rng.randint(2, 50)
-        rows.append((post_id, user, " ".join(words).capitalize()))
-    return rows
-
-
-@pytest.fixture
-async def search_conn(client, db) -> AsyncIterator[asyncpg.Connection]:
-    """The corpus in the run's database, and a connection from the service's own pool (the
-    app's lifespan runs around the test: `client` starts it on empty tables)."""
-    from app.main import app
-
-    await db.executemany(
-        "INSERT INTO users (id, name) VALUES ($1, $2)", [(i, f"user {i}") for i in range(1, 51)]
-    )
-    # COPY fires the trigger that fills posts.search, as the service's inserts do.
-    await db.copy_records_to_table("posts", records=corpus(), columns=["id", "user_id", "content"])
-    await db.execute("ANALYZE posts")
-    async with app.state.db.checkout() as conn:
-        yield conn
-
-
-def plans_used() -> dict[str, float]:
-    return {
-        sample.labels["plan"]: sample.value
-        for metric in SEARCH_PLANS.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    }
 
 
 async def test_every_plan_returns_exactly_the_definition(search_conn, db):

@@ -306,6 +306,27 @@ def test_rerun_adds_no_duplicates_and_conflicts_are_reported_not_overwritten(tmp
     assert query(url, "INSERT INTO users (name) VALUES ('next') RETURNING id")[0]["id"] == 22
 
 
+def test_staged_rows_in_a_sealed_bucket_make_it_stale_until_resealed(tmp_path, fresh_database):
+    """The staged path writes the source's own ids, which may land in a bucket whose search
+    bitmaps are written (app/posts/bitmaps.py): it marks those buckets for the sealer."""
+    url = fresh_database()
+    assert migrate(url, clean_source(tmp_path / "a.db", users=20, posts=40)).returncode == 0
+    execute(url, "SELECT setval(pg_get_serial_sequence('posts', 'id'), 16383)")  # bucket 0 handed out
+    sealed = run_cli("db", "build-indexes", env=env_for(url))
+    assert "search bitmaps: 1 buckets sealed" in sealed.stdout, sealed.stdout + sealed.stderr
+    more = make_source(
+        tmp_path / "b.db",
+        users=[(1, "user 1", "2024-01-02 10:00:01")],
+        posts=[(i, 1, f"later post {i}", "2024-03-01 00:00:00") for i in (100, 20000)],
+    )
+    staged = migrate(url, more)
+    assert "loaded by the staged path" in staged.stdout, staged.stdout + staged.stderr
+    assert query(url, "SELECT DISTINCT bucket FROM search_bitmap_stale ORDER BY 1") == [(0,), (1,)]
+    resealed = run_cli("db", "build-indexes", env=env_for(url))
+    assert "search bitmaps: 1 buckets sealed" in resealed.stdout, resealed.stdout + resealed.stderr
+    assert query(url, "SELECT DISTINCT bucket FROM search_bitmap_stale") == [(1,)]  # not sealed yet
+
+
 def test_ids_the_service_creates_never_take_a_rejected_rows_id(tmp_path, fresh_database):
     """The sequences pass the source's highest ids even when those rows were rejected, so the
     rerun after the source is fixed lands them with their own ids, beside the rows the
@@ -437,11 +458,11 @@ def test_search_index_later_then_built_while_the_service_serves(tmp_path, fresh_
     assert query(
         url,
         "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'posts'::regclass "
-        "AND NOT tgisinternal",
+        "AND NOT tgisinternal ORDER BY tgname",
     ) == query(
         db_url,
         "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-        "WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal",
+        "WHERE tgrelid = 'posts'::regclass AND NOT tgisinternal ORDER BY tgname",
     )
 
     server = serve(env_for(url))

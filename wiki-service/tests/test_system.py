@@ -45,7 +45,7 @@ def test_readiness_is_503_while_the_schema_is_behind(serve, fresh_database):
     server = serve(service_env(DATABASE_URL=url))
     response = httpx.get(f"{server.base_url}/readyz", timeout=30)
     assert response.status_code == 503
-    assert response.json()["schema"] == {"current": None, "head": "0003"}
+    assert response.json()["schema"] == {"current": None, "head": "0004"}
 
 
 async def test_metrics_exposition(client):

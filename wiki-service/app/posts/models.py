@@ -13,7 +13,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import BIT, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.limits import CONTENT_MAX_LENGTH
@@ -54,3 +54,35 @@ class Post(Base):
     # to_tsvector(SEARCH_CONFIG, content), set by the trigger posts_search_fill (migration 0003);
     # NULL only between a bulk load and `db build-indexes`.
     search: Mapped[str | None] = mapped_column(TSVECTOR, nullable=True)
+
+
+class SearchBitmap(Base):
+    """Which posts of one bucket of ids hold a lexeme common there: bit i is post
+    (bucket << SEARCH_BUCKET_BITS) + i (app/posts/bitmaps.py)."""
+
+    __tablename__ = "search_bitmaps"
+
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    posts: Mapped[str] = mapped_column(BIT(varying=True), nullable=False)
+
+
+class SealedBucket(Base):
+    """A bucket of ids whose search_bitmaps rows are written."""
+
+    __tablename__ = "search_bitmap_buckets"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sealed_time: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class StaleBucket(Base):
+    """A sealed bucket whose posts changed since: its bitmaps are not used until resealed."""
+
+    __tablename__ = "search_bitmap_stale"
+    __table_args__ = (Index("search_bitmap_stale_bucket_idx", "bucket"),)
+    __mapper_args__ = {"primary_key": ["bucket"]}  # a log of marks, no key of its own
+
+    bucket: Mapped[int] = mapped_column(BigInteger, nullable=False)

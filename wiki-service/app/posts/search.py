@@ -33,12 +33,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 
 from app.database import StatementMixedUp
 from app.errors import SearchBusy, SearchTimedOut
 from app.metrics import SEARCH_PLANS, SEARCHES_REFUSED
+from app.posts import bitmaps
 from app.posts.models import SEARCH_BUCKET_BITS, SEARCH_CONFIG
 
 PROBE_ROWS = 256
@@ -66,8 +68,7 @@ PROBE_SQL = f"""
     ), hits AS (
         SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
     )
-    SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes,
-           querytree({TSQUERY}) = 'T' AS negative_only
+    SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes, querytree({TSQUERY}) AS tree
     FROM (SELECT count(*) AS probed, min(id) AS lowest FROM probe) s
     LEFT JOIN hits ON true
     ORDER BY hits.id DESC"""
@@ -87,8 +88,11 @@ SPARSE_SQL = f"""
 # The id range bounds every other plan the planner could pick to one bucket, too. OFFSET 0
 # keeps the user's filter out of the bucket's scan: through the user's index an empty bucket
 # would cost all their posts in it, through the GIN index alone next to nothing.
-BUCKETS_SQL = f"""
-    SELECT found.* FROM generate_series($1::bigint >> {_BITS}, 0, -1) AS bucket,
+# One bucket's matches (the bucket is `bucket`). The id range bounds every other plan the planner
+# could pick to the bucket, too. OFFSET 0 keeps the user's filter out of the bucket's scan:
+# through the user's index an empty bucket would cost all their posts in it, through the GIN
+# index alone next to nothing.
+IN_BUCKET = f"""
     LATERAL (
         SELECT * FROM (
             SELECT {COLUMNS} FROM posts
@@ -97,8 +101,19 @@ BUCKETS_SQL = f"""
             OFFSET 0
         ) in_bucket
         WHERE {USER} ORDER BY id DESC LIMIT $4
-    ) found
-    LIMIT $4"""
+    ) found"""
+BUCKETS_SQL = (
+    f"SELECT found.* FROM generate_series($1::bigint >> {_BITS}, 0, -1) AS bucket, {IN_BUCKET} LIMIT $4"
+)
+# The bitmaps plan's rows: the candidates $5 that the bitmaps gave, rechecked against the whole
+# query, and the matches in buckets $6, where there are no bitmaps to use.
+BITMAP_ROWS_SQL = f"""
+    SELECT * FROM (
+        SELECT {COLUMNS} FROM posts
+        WHERE id = ANY($5::bigint[]) AND id < $1 AND {USER} AND search @@ {TSQUERY}
+        UNION ALL
+        SELECT found.* FROM unnest($6::bigint[]) AS bucket, {IN_BUCKET}
+    ) rows ORDER BY id DESC LIMIT $4"""
 ESTIMATE_SQL = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM posts WHERE id < $1 AND search @@ {TSQUERY}"
 # Normalization 1 divides by 1 + log(length): a long post does not win by length alone.
 RANK_SQL = (
@@ -117,10 +132,11 @@ async def newest_matches(
     timeout_ms: int,
     probe_rows: int = PROBE_ROWS,
     sparse_rows: float = SPARSE_ROWS,
+    use_bitmaps: bool = True,
 ) -> list[asyncpg.Record]:
     """Up to limit posts matching the web-search query, below before_id, newest first.
 
-    probe_rows and sparse_rows are the plan's thresholds (tests force each plan with them).
+    probe_rows, sparse_rows and use_bitmaps choose the plan (tests force each plan with them).
     """
     async with _search_transaction(conn, timeout_ms):
         return await _newest(
@@ -131,6 +147,7 @@ async def newest_matches(
             user_id=user_id,
             probe_rows=probe_rows,
             sparse_rows=sparse_rows,
+            use_bitmaps=use_bitmaps,
         )
 
 
@@ -187,6 +204,7 @@ async def _newest(
     user_id: int | None,
     probe_rows: int = PROBE_ROWS,
     sparse_rows: float = SPARSE_ROWS,
+    use_bitmaps: bool = True,
 ) -> list[asyncpg.Record]:
     """newest_matches' steps, inside _search_transaction."""
     args = [before_id, query, user_id, limit]
@@ -199,16 +217,49 @@ async def _newest(
         SEARCH_PLANS.labels("probe").inc()
         return found
     args[0], args[3] = head["lowest"], limit - len(found)
-    if head["negative_only"]:
+    common = []
+    if use_bitmaps and len(required := bitmaps.required_lexemes(head["tree"])) > 1:
+        common = await bitmaps.common_lexemes(conn, required)
+    if head["tree"] == "T":  # no positive word: nothing for an index to find
         plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
+    elif len(common) > 1:
+        plan, sql, setting = "bitmaps", "", "enable_indexscan"
     elif await _expected_matches(conn, args[:2]) <= sparse_rows:
         plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
     else:
         plan, sql, setting = "buckets", BUCKETS_SQL, "enable_indexscan"
     await conn.execute(f"SET LOCAL {setting} = off")
     SEARCH_PLANS.labels(plan).inc()
+    if plan == "bitmaps":
+        return found + await _from_bitmaps(conn, args, common)
     rest: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return found + rest
+
+
+async def _from_bitmaps(
+    conn: asyncpg.Connection, args: list[Any], lexemes: list[str]
+) -> list[asyncpg.Record]:
+    """The matches below args[0], newest first, from the bitmaps of `lexemes` (which every
+    match holds), a batch of buckets at a time; GIN where a bucket has none to use."""
+    before, _, _, limit = args
+    rows: list[asyncpg.Record] = []
+    top = (before - 1) >> _BITS
+    while len(rows) < limit and top >= 0:
+        wanted = limit - len(rows)
+        buckets = await conn.fetch(bitmaps.BUCKET_HITS_SQL, top, lexemes, wanted)
+        candidates: list[int] = []
+        elsewhere: list[int] = []
+        for bucket, hits in buckets:
+            if hits is None:
+                elsewhere.append(bucket)
+            else:
+                candidates += bitmaps.posts_in(bucket, hits)
+        if buckets:
+            rows += await conn.fetch(BITMAP_ROWS_SQL, before, args[1], args[2], wanted, candidates, elsewhere)
+        if len(buckets) < wanted:  # no bucket left below
+            break
+        top = buckets[-1]["bucket"] - 1
+    return rows
 
 
 async def _expected_matches(conn: asyncpg.Connection, args: Sequence[object]) -> float:

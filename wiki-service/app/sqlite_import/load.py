@@ -11,8 +11,8 @@ process dies before the commit, nothing is there; if it dies after, `missing_sch
 path, which finds every row already there.
 
 Staged path: per batch, COPY into a temporary table, `INSERT ... ON CONFLICT (id) DO NOTHING`,
-then report the staged rows whose id exists with other values (conflicts: never overwritten),
-all in one transaction per batch.
+mark the posts' buckets stale for search's bitmaps, then report the staged rows whose id exists
+with other values (conflicts: never overwritten), all in one transaction per batch.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from app.posts.models import SEARCH_BUCKET_BITS
 from app.schema import (
     FOREIGN_KEY,
     FOREIGN_KEY_DDL,
@@ -177,6 +178,11 @@ class Staging:
             status = await self.conn.execute(
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM stage_{table} ON CONFLICT (id) DO NOTHING"
             )
+            if table == "posts":  # the source's ids may land in sealed buckets (app/posts/bitmaps.py)
+                await self.conn.execute(
+                    "INSERT INTO search_bitmap_stale (bucket) "
+                    f"SELECT DISTINCT id >> {SEARCH_BUCKET_BITS} FROM stage_posts"
+                )
             conflicts = await self.conn.fetch(
                 f"SELECT s.id, {', '.join(f's.{c}::text AS source_{c}' for c in columns[1:])}, "
                 f"{', '.join(f't.{c}::text AS target_{c}' for c in columns[1:])} "
