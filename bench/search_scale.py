@@ -6,7 +6,8 @@
 
 For each size: the corpus of bench/search_corpus.py (generated once into bench/results/), a
 fresh database, `wiki-service db upgrade`, `wiki-service migrate-sqlite` (the full schema),
-then `wiki-service serve`; every size's service stays up. Every shape is asked --runs times
+`wiki-service db build-indexes` (which seals the search bitmaps of every full bucket), then
+`wiki-service serve`; every size's service stays up. Every shape is asked --runs times
 over HTTP, one request at a time, the sizes interleaved request by request (their order rotated
 every round) so that other load on the machine falls on each size alike; each answer must
 be 200 and equal, id for id, to the plain SQL definition (asked with index scans off, on the
@@ -261,6 +262,9 @@ def main() -> None:
             print(
                 f"{size:,} posts: migrate-sqlite {time.monotonic() - started:.1f} s; {timings[0]}", flush=True
             )
+            started = time.monotonic()
+            sealed = cli("db", "build-indexes", env=env).stdout.strip().splitlines()[-1]
+            print(f"{size:,} posts: db build-indexes {time.monotonic() - started:.1f} s; {sealed}", flush=True)
             services[size] = Server(env, workers=args.workers).wait_healthy(60, path="/readyz")
             urls[size] = url
         results = measure(
