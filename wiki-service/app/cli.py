@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +24,7 @@ import asyncpg
 from app import logs
 from app.config import Settings, describe, fail, get_settings
 from app.database import Database
-from app.posts.bitmaps import seal_ready_buckets
+from app.posts.bitmaps import on_connection, seal_ready_buckets
 from app.schema import build_missing_indexes, current_revision, head_revision, upgrade_to_head
 from app.sqlite_import.command import Options as MigrateSqliteOptions
 from app.sqlite_import.command import run as migrate_sqlite
@@ -151,14 +150,9 @@ def _build_indexes(settings: Settings) -> tuple[list[str], list[int]]:
         conn = await asyncpg.connect(
             settings.asyncpg_dsn, timeout=10, server_settings={"statement_timeout": "0"}
         )
-
-        @contextlib.asynccontextmanager
-        async def this_connection() -> AsyncIterator[asyncpg.Connection]:
-            yield conn
-
         try:
             built = await build_missing_indexes(conn)
-            return built, await seal_ready_buckets(this_connection, wait_for_writers=SEAL_WAIT_SECONDS)
+            return built, await seal_ready_buckets(on_connection(conn), wait_for_writers=SEAL_WAIT_SECONDS)
         finally:
             await conn.close()
 

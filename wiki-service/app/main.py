@@ -50,6 +50,7 @@ async def _seal_search_buckets(db: Database, interval: float) -> None:
             log.warning("sealing search buckets failed: %s", type(error).__name__)
         else:
             if sealed:
+                metrics.SEARCH_BUCKETS_SEALED.inc(len(sealed))
                 log.info("sealed search buckets", extra={"buckets": sealed})
 
 

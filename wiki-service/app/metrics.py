@@ -40,6 +40,9 @@ SEARCH_PLANS = Counter(
 SEARCHES_REFUSED = Counter(
     "searches_refused", "Searches answered 503: no turn in time (busy) or over their timeout.", ["reason"]
 )
+SEARCH_BUCKETS_SEALED = Counter(
+    "search_buckets_sealed", "Buckets of posts whose search bitmaps were written (app/posts/bitmaps.py)."
+)
 
 DB_CONNECTIONS_OPENED = Counter(
     "db_pool_connections_opened", "Connections the pool opened to PostgreSQL (churn shows here)."

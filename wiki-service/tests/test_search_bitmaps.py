@@ -3,14 +3,17 @@ plain SQL definition, with buckets unsealed, stale, or sealed while a writer is 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import asyncio
+import time
 
 import asyncpg
+import httpx
 import pytest
 
-from app.posts.bitmaps import required_lexemes, seal_ready_buckets
+from app.posts.bitmaps import on_connection, required_lexemes, seal_ready_buckets
 from app.posts.search import newest_matches
+from tests.support.cli import run_cli, service_env
+from tests.support.db import admin_execute
 from tests.support.search_corpus import DEFINITION, ID_STEP, POSTS, PROLIFIC, QUERIES, plans_used
 
 # In a bucket of the corpus (about 545 posts), the words in 10% of posts or more get bitmaps.
@@ -18,16 +21,10 @@ MIN_POSTS = 50
 NEWEST_ID = POSTS * ID_STEP  # 174,000: bucket 10, which the corpus leaves partly empty
 
 
-def on(conn: asyncpg.Connection):
-    @contextlib.asynccontextmanager
-    async def checkout() -> AsyncIterator[asyncpg.Connection]:
-        yield conn
-
-    return checkout
-
-
 async def seal(db: asyncpg.Connection, *, wait_for_writers: float = 10.0) -> list[int]:
-    return await seal_ready_buckets(on(db), settle=0, min_posts=MIN_POSTS, wait_for_writers=wait_for_writers)
+    return await seal_ready_buckets(
+        on_connection(db), settle=0, min_posts=MIN_POSTS, wait_for_writers=wait_for_writers
+    )
 
 
 async def equals_definition(conn: asyncpg.Connection, db: asyncpg.Connection) -> int:
@@ -138,3 +135,41 @@ async def test_truncate_empties_the_bitmaps(sealed, db):
 async def test_required_lexemes_of_postgresqls_own_query_trees(db, query, required):
     tree = await db.fetchval("SELECT querytree(websearch_to_tsquery('simple', $1))", query)
     assert required_lexemes(tree) == required, tree
+
+
+def test_the_service_seals_full_buckets_by_itself(fresh_database, serve):
+    """The sealer in the service's lifespan: posts written through the API fill bucket 0, and
+    the service writes its bitmaps, counts them, and answers two common words through them."""
+    url = fresh_database()
+    env = service_env(DATABASE_URL=url, SEARCH_SEAL_INTERVAL_SECONDS="0.5")
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    asyncio.run(
+        admin_execute(
+            url,
+            "INSERT INTO users (name) VALUES ('author')",
+            "INSERT INTO posts (user_id, content) SELECT 1, 'beta gamma' FROM generate_series(1, 300)",
+            "INSERT INTO posts (user_id, content) SELECT 1, 'alpha ' || i || CASE WHEN i % 1000 = 0 "
+            "THEN ' beta' ELSE '' END FROM generate_series(1, 16082) AS i",
+        )
+    )
+    server = serve(env)
+    assert httpx.post(f"{server.base_url}/posts", json={"user_id": 1, "content": "x"}).status_code == 201
+    deadline = time.monotonic() + 30
+    while not asyncio.run(fetch_value(url, "SELECT count(*) FROM search_bitmap_buckets")):
+        assert time.monotonic() < deadline, server.output()[-3000:]
+        time.sleep(0.2)
+    assert asyncio.run(fetch_value(url, "SELECT array_agg(bucket) FROM search_bitmap_buckets")) == [0]
+    # 'alpha' and 'beta' are both common in bucket 0 but together in 16 posts.
+    pages = httpx.get(f"{server.base_url}/posts", params={"q": "beta alpha", "limit": 100}).json()
+    assert [item["content"] for item in pages["items"]] == [f"alpha {i} beta" for i in range(16000, 0, -1000)]
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert "search_buckets_sealed_total 1.0" in metrics
+    assert 'search_plans_total{plan="bitmaps"} 1.0' in metrics
+
+
+async def fetch_value(url: str, sql: str) -> object:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()

@@ -1,7 +1,7 @@
 """Bitmaps of the lexemes common in each bucket of post ids, for searches of two common words.
 
 GIN intersects two posting lists at about 37 ns per entry, so two words that are each in 5% of
-posts but rarely together cost a tenth of a millisecond per 1,000 posts of the table. Here
+posts but rarely together cost about 4 µs per 1,000 posts of the table. Here
 each bucket of 2**SEARCH_BUCKET_BITS ids keeps, for every lexeme that at least `min_posts` of
 its posts hold, a 2 KB bitmap of those posts (search_bitmaps); intersecting two words in a
 bucket is an AND of two such rows: a few µs per 16,384 posts.
@@ -23,9 +23,10 @@ every candidate against posts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import asyncpg
@@ -53,8 +54,8 @@ NEXT_TO_SEAL_SQL = f"""
     WHERE NOT EXISTS (SELECT FROM search_bitmap_buckets s WHERE s.bucket = b)
        OR EXISTS (SELECT FROM search_bitmap_stale t WHERE t.bucket = b)
     LIMIT 1"""
-# Each common lexeme of bucket $1 with its posts' offsets; NULL when a post's tsvector is not
-# filled yet (a bulk load that left it to `db build-indexes`): such a bucket is not sealed.
+# Each common lexeme of bucket $1 with its posts' offsets. A bucket with a post whose tsvector
+# is not filled yet (a bulk load that left it to `db build-indexes`) is not sealed.
 OFFSETS_SQL = f"""
     SELECT w.lexeme, array_agg((p.id & {BUCKET_SIZE - 1})::int) AS offsets
     FROM posts p, unnest(p.search) AS w
@@ -71,22 +72,23 @@ HORIZON_PASSED = "pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8"
 COMMON_SQL = """
     SELECT lexeme FROM search_bitmaps WHERE lexeme = ANY($1::text[]) GROUP BY lexeme
     HAVING count(*) * 2 >= (SELECT count(*) FROM search_bitmap_buckets)"""
-# Buckets from $1 down, newest first, at most $3 of them: a sealed, fresh bucket with the AND
+# Buckets $1 down to $4, newest first, at most $3 of them: a sealed, fresh bucket with the AND
 # of lexemes $2 when that is not empty, or any other bucket with NULL (search asks the GIN
-# index there: not sealed, stale, or a lexeme is too rare there to have a bitmap).
-BUCKET_HITS_SQL = f"""
-    SELECT g.bucket, CASE WHEN usable THEN h.hits END AS hits
-    FROM generate_series($1::bigint, (SELECT coalesce(min(id), 0) FROM posts) >> {_BITS}, -1) AS g(bucket),
-    LATERAL (
-        SELECT EXISTS (SELECT FROM search_bitmap_buckets s WHERE s.bucket = g.bucket)
-           AND NOT EXISTS (SELECT FROM search_bitmap_stale t WHERE t.bucket = g.bucket) AS usable
-    ) u,
-    LATERAL (
-        SELECT CASE WHEN count(*) = cardinality($2::text[]) THEN bit_and(b.posts) END AS hits
-        FROM search_bitmaps b WHERE u.usable AND b.lexeme = ANY($2::text[]) AND b.bucket = g.bucket
-    ) h
-    WHERE NOT u.usable OR h.hits IS NULL OR bit_count(h.hits) > 0
-    LIMIT $3"""
+# index there: not sealed, stale, or a lexeme too rare there to have a bitmap). All of it by
+# hash and merge joins: a nested loop would cost a few index probes a bucket.
+BUCKET_HITS_SQL = """
+    WITH hits AS (
+        SELECT bucket, bit_and(posts) AS hits FROM search_bitmaps
+        WHERE lexeme = ANY($2::text[]) AND bucket BETWEEN $4 AND $1
+        GROUP BY bucket HAVING count(*) = cardinality($2::text[])
+    )
+    SELECT g.bucket, CASE WHEN s.bucket IS NOT NULL AND t.bucket IS NULL THEN h.hits END AS hits
+    FROM generate_series($1::bigint, $4::bigint, -1) AS g (bucket)
+    LEFT JOIN search_bitmap_buckets s ON s.bucket = g.bucket
+    LEFT JOIN (SELECT DISTINCT bucket FROM search_bitmap_stale) t ON t.bucket = g.bucket
+    LEFT JOIN hits h ON h.bucket = g.bucket
+    WHERE s.bucket IS NULL OR t.bucket IS NOT NULL OR h.hits IS NULL OR bit_count(h.hits) > 0
+    ORDER BY g.bucket DESC LIMIT $3"""
 
 # A tsquery as querytree() prints it: quoted lexemes (with '' and \\ escaped), operators.
 _TSQUERY_TOKEN = re.compile(r"'((?:[^'\\]|''|\\.)*)'(?::[*A-D]+)?|([()!|])")
@@ -177,8 +179,21 @@ async def seal_next_bucket(
     return bucket
 
 
+Checkout = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+
+
+def on_connection(conn: asyncpg.Connection) -> Checkout:
+    """A checkout that hands out this one connection (a CLI command's, a test's)."""
+
+    @contextlib.asynccontextmanager
+    async def checkout() -> AsyncIterator[asyncpg.Connection]:
+        yield conn
+
+    return checkout
+
+
 async def seal_ready_buckets(
-    checkout: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
+    checkout: Checkout,
     *,
     max_buckets: int | None = None,
     wait_for_writers: float = 0.0,

@@ -14,9 +14,13 @@ transaction-mode pooler passes through.
    primary key (or posts_user_id_id_idx), filtered on the stored tsvector. A word in more than
    about one post in twelve is answered here.
 2. Below the probe, if the page is not full yet, one of:
+   - bitmaps: when two or more words that every match holds have bitmaps in most sealed
+     buckets (app/posts/bitmaps.py), their bitmaps are ANDed bucket by bucket, newest first,
+     and the candidates rechecked against posts; GIN answers in a bucket that has no bitmaps
+     to use. Two words each common but rarely together end here.
    - sparse: when the planner, from the statistics on posts.search, expects at most
-     SPARSE_ROWS matches, one GIN bitmap over the whole table, sorted. Rare and absent words,
-     and words that are common but rarely together, end here.
+     SPARSE_ROWS matches, one GIN bitmap over the whole table, sorted. Rare and absent words
+     end here.
    - buckets: otherwise posts_search_idx is asked bucket by bucket (2**SEARCH_BUCKET_BITS
      ids), newest first, until the page is full: a word that is common only in old posts
      costs the empty buckets above them (a few µs each) and one bucket of matches.
@@ -68,7 +72,8 @@ PROBE_SQL = f"""
     ), hits AS (
         SELECT {COLUMNS} FROM probe WHERE search @@ {TSQUERY} ORDER BY id DESC LIMIT $4
     )
-    SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes, querytree({TSQUERY}) AS tree
+    SELECT hits.*, s.probed, s.lowest, numnode({TSQUERY}) AS nodes, querytree({TSQUERY}) AS tree,
+           (SELECT min(id) FROM posts) AS oldest
     FROM (SELECT count(*) AS probed, min(id) AS lowest FROM probe) s
     LEFT JOIN hits ON true
     ORDER BY hits.id DESC"""
@@ -231,22 +236,22 @@ async def _newest(
     await conn.execute(f"SET LOCAL {setting} = off")
     SEARCH_PLANS.labels(plan).inc()
     if plan == "bitmaps":
-        return found + await _from_bitmaps(conn, args, common)
+        return found + await _from_bitmaps(conn, args, common, oldest=head["oldest"])
     rest: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return found + rest
 
 
 async def _from_bitmaps(
-    conn: asyncpg.Connection, args: list[Any], lexemes: list[str]
+    conn: asyncpg.Connection, args: list[Any], lexemes: list[str], *, oldest: int
 ) -> list[asyncpg.Record]:
     """The matches below args[0], newest first, from the bitmaps of `lexemes` (which every
     match holds), a batch of buckets at a time; GIN where a bucket has none to use."""
     before, _, _, limit = args
     rows: list[asyncpg.Record] = []
-    top = (before - 1) >> _BITS
-    while len(rows) < limit and top >= 0:
+    top, bottom = (before - 1) >> _BITS, oldest >> _BITS
+    while len(rows) < limit and top >= bottom:
         wanted = limit - len(rows)
-        buckets = await conn.fetch(bitmaps.BUCKET_HITS_SQL, top, lexemes, wanted)
+        buckets = await conn.fetch(bitmaps.BUCKET_HITS_SQL, top, lexemes, wanted, bottom)
         candidates: list[int] = []
         elsewhere: list[int] = []
         for bucket, hits in buckets:
