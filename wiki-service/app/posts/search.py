@@ -90,9 +90,6 @@ SPARSE_SQL = f"""
     SELECT * FROM matches WHERE {USER} ORDER BY id DESC LIMIT $4"""
 
 
-# The id range bounds every other plan the planner could pick to one bucket, too. OFFSET 0
-# keeps the user's filter out of the bucket's scan: through the user's index an empty bucket
-# would cost all their posts in it, through the GIN index alone next to nothing.
 # One bucket's matches (the bucket is `bucket`). The id range bounds every other plan the planner
 # could pick to the bucket, too. OFFSET 0 keeps the user's filter out of the bucket's scan:
 # through the user's index an empty bucket would cost all their posts in it, through the GIN
@@ -228,7 +225,7 @@ async def _newest(
     if head["tree"] == "T":  # no positive word: nothing for an index to find
         plan, sql, setting = "walk", WALK_SQL, "enable_bitmapscan"
     elif len(common) > 1:
-        plan, sql, setting = "bitmaps", "", "enable_indexscan"
+        plan, sql, setting = "bitmaps", BITMAP_ROWS_SQL, "enable_indexscan"
     elif await _expected_matches(conn, args[:2]) <= sparse_rows:
         plan, sql, setting = "sparse", SPARSE_SQL, "enable_indexscan"
     else:
