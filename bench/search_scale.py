@@ -264,7 +264,8 @@ def main() -> None:
             )
             started = time.monotonic()
             sealed = cli("db", "build-indexes", env=env).stdout.strip().splitlines()[-1]
-            print(f"{size:,} posts: db build-indexes {time.monotonic() - started:.1f} s; {sealed}", flush=True)
+            took = time.monotonic() - started
+            print(f"{size:,} posts: db build-indexes {took:.1f} s; {sealed}", flush=True)
             services[size] = Server(env, workers=args.workers).wait_healthy(60, path="/readyz")
             urls[size] = url
         results = measure(
