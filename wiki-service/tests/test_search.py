@@ -19,7 +19,15 @@ import httpx
 from app.posts.search import most_relevant, newest_matches
 from tests.support.api import every_page
 from tests.support.cli import run_cli, service_env
-from tests.support.search_corpus import DEFINITION, ID_STEP, POSTS, PROLIFIC, QUERIES, plans_used
+from tests.support.search_corpus import (
+    DEFINITION,
+    ID_STEP,
+    POSTS,
+    PROLIFIC,
+    QUERIES,
+    check_against_definition,
+    plans_used,
+)
 
 # order=relevance: the newest $4 matches, by ts_rank (normalized by length), ties newest first.
 RANKED_DEFINITION = """
@@ -42,26 +50,14 @@ PLANS = {
 async def test_every_plan_returns_exactly_the_definition(search_conn, db):
     conn = search_conn
     before = plans_used()
-    checked = 0
-    for query in QUERIES:
-        for user_id in (None, PROLIFIC, 7, 999):
-            for cursor in (2**63 - 1, POSTS * ID_STEP // 2, 3 * ID_STEP + 1, 1):
-                for limit in (1, 20):
-                    expected = [
-                        row["id"] for row in await db.fetch(DEFINITION, cursor, query, user_id, limit)
-                    ]
-                    for plan, thresholds in PLANS.items():
-                        rows = await newest_matches(
-                            conn,
-                            query=query,
-                            before_id=cursor,
-                            limit=limit,
-                            user_id=user_id,
-                            timeout_ms=10_000,
-                            **thresholds,
-                        )
-                        assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit, plan)
-                        checked += 1
+    checked = await check_against_definition(
+        conn,
+        db,
+        plans=PLANS,
+        users=(None, PROLIFIC, 7, 999),
+        cursors=(2**63 - 1, POSTS * ID_STEP // 2, 3 * ID_STEP + 1, 1),
+        limits=(1, 20),
+    )
     used = plans_used()
     assert checked == len(QUERIES) * 4 * 4 * 2 * len(PLANS)
     # Each way of finishing a search was taken, many times.

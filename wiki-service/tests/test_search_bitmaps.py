@@ -14,7 +14,15 @@ from app.posts.bitmaps import on_connection, required_lexemes, seal_ready_bucket
 from app.posts.search import newest_matches
 from tests.support.cli import run_cli, service_env
 from tests.support.db import admin_execute
-from tests.support.search_corpus import DEFINITION, ID_STEP, POSTS, PROLIFIC, QUERIES, plans_used
+from tests.support.search_corpus import (
+    DEFINITION,
+    ID_STEP,
+    POSTS,
+    PROLIFIC,
+    QUERIES,
+    check_against_definition,
+    plans_used,
+)
 
 # In a bucket of the corpus (about 545 posts), the words in 10% of posts or more get bitmaps.
 MIN_POSTS = 50
@@ -27,28 +35,17 @@ async def seal(db: asyncpg.Connection, *, wait_for_writers: float = 10.0) -> lis
     )
 
 
-async def equals_definition(conn: asyncpg.Connection, db: asyncpg.Connection) -> int:
-    """Every query, user, cursor and page size: exactly the definition. Returns the cases."""
-    checked = 0
-    for query in QUERIES:
-        for user_id in (None, PROLIFIC, 7):
-            for cursor in (2**63 - 1, NEWEST_ID // 2, 3 * ID_STEP + 1):
-                for limit in (1, 20, 500):
-                    answer = await db.fetch(DEFINITION, cursor, query, user_id, limit)
-                    expected = [row["id"] for row in answer]
-                    for probe_rows in (256, 1):
-                        rows = await newest_matches(
-                            conn,
-                            query=query,
-                            before_id=cursor,
-                            limit=limit,
-                            user_id=user_id,
-                            timeout_ms=10_000,
-                            probe_rows=probe_rows,
-                        )
-                        assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit)
-                        checked += 1
-    return checked
+async def equals_definition(conn: asyncpg.Connection, db: asyncpg.Connection) -> None:
+    """Every query, user, cursor and page size, with the probe and without: the definition."""
+    checked = await check_against_definition(
+        conn,
+        db,
+        plans={"auto": {}, "no probe to speak of": {"probe_rows": 1}},
+        users=(None, PROLIFIC, 7),
+        cursors=(2**63 - 1, NEWEST_ID // 2, 3 * ID_STEP + 1),
+        limits=(1, 20, 500),
+    )
+    assert checked == len(QUERIES) * 3 * 3 * 3 * 2
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ pairs, phrases, negations and `or`; and the plain SQL definition every plan must
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import asyncpg
 
 from app.metrics import SEARCH_PLANS
+from app.posts.search import newest_matches
 
 POSTS = 6000
 ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
@@ -95,3 +97,36 @@ def plans_used() -> dict[str, float]:
         for sample in metric.samples
         if sample.name.endswith("_total")
     }
+
+
+async def check_against_definition(
+    conn: asyncpg.Connection,
+    db: asyncpg.Connection,
+    *,
+    plans: dict[str, dict],
+    users: Iterable[int | None],
+    cursors: Iterable[int],
+    limits: Iterable[int],
+) -> int:
+    """Every query, user, cursor and limit, under each plan's thresholds: exactly the
+    definition's ids, in its order. Returns the cases checked."""
+    checked = 0
+    for query in QUERIES:
+        for user_id in users:
+            for cursor in cursors:
+                for limit in limits:
+                    answer = await db.fetch(DEFINITION, cursor, query, user_id, limit)
+                    expected = [row["id"] for row in answer]
+                    for plan, thresholds in plans.items():
+                        rows = await newest_matches(
+                            conn,
+                            query=query,
+                            before_id=cursor,
+                            limit=limit,
+                            user_id=user_id,
+                            timeout_ms=10_000,
+                            **thresholds,
+                        )
+                        assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit, plan)
+                        checked += 1
+    return checked
