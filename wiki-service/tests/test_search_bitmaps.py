@@ -4,10 +4,8 @@ plain SQL definition, with buckets unsealed, stale, or sealed while a writer is 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
-import httpx
 import pytest
 
 from app.posts.bitmaps import on_connection, required_lexemes, seal_ready_buckets
@@ -17,9 +15,11 @@ from tests.support.db import admin_execute
 from tests.support.search_corpus import (
     DEFINITION,
     ID_STEP,
+    ONE_BUCKET,
     POSTS,
     PROLIFIC,
     QUERIES,
+    assert_sealed_and_used,
     check_against_definition,
     plans_used,
 )
@@ -135,38 +135,10 @@ async def test_required_lexemes_of_postgresqls_own_query_trees(db, query, requir
 
 
 def test_the_service_seals_full_buckets_by_itself(fresh_database, serve):
-    """The sealer in the service's lifespan: posts written through the API fill bucket 0, and
-    the service writes its bitmaps, counts them, and answers two common words through them."""
+    """The sealer in the service's lifespan writes the bitmaps of the bucket the API filled,
+    counts them, and the service answers two common words through them."""
     url = fresh_database()
     env = service_env(DATABASE_URL=url, SEARCH_SEAL_INTERVAL_SECONDS="0.5")
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    asyncio.run(
-        admin_execute(
-            url,
-            "INSERT INTO users (name) VALUES ('author')",
-            "INSERT INTO posts (user_id, content) SELECT 1, 'beta gamma' FROM generate_series(1, 300)",
-            "INSERT INTO posts (user_id, content) SELECT 1, 'alpha ' || i || CASE WHEN i % 1000 = 0 "
-            "THEN ' beta' ELSE '' END FROM generate_series(1, 16082) AS i",
-        )
-    )
-    server = serve(env)
-    assert httpx.post(f"{server.base_url}/posts", json={"user_id": 1, "content": "x"}).status_code == 201
-    deadline = time.monotonic() + 30
-    while not asyncio.run(fetch_value(url, "SELECT count(*) FROM search_bitmap_buckets")):
-        assert time.monotonic() < deadline, server.output()[-3000:]
-        time.sleep(0.2)
-    assert asyncio.run(fetch_value(url, "SELECT array_agg(bucket) FROM search_bitmap_buckets")) == [0]
-    # 'alpha' and 'beta' are both common in bucket 0 but together in 16 posts.
-    pages = httpx.get(f"{server.base_url}/posts", params={"q": "beta alpha", "limit": 100}).json()
-    assert [item["content"] for item in pages["items"]] == [f"alpha {i} beta" for i in range(16000, 0, -1000)]
-    metrics = httpx.get(f"{server.base_url}/metrics").text
-    assert "search_buckets_sealed_total 1.0" in metrics
-    assert 'search_plans_total{plan="bitmaps"} 1.0' in metrics
-
-
-async def fetch_value(url: str, sql: str) -> object:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetchval(sql)
-    finally:
-        await conn.close()
+    asyncio.run(admin_execute(url, *ONE_BUCKET))
+    assert_sealed_and_used(serve(env), url)

@@ -18,6 +18,7 @@ from tests.faults.database import FAULT_PASSWORD
 from tests.faults.load import Load, TableLock, assert_acknowledged_writes_stored, describe, wait_for_blocked
 from tests.faults.pgbouncer import PgBouncer
 from tests.support.cli import run_cli
+from tests.support.search_corpus import ONE_BUCKET, assert_sealed_and_used
 
 pytestmark = pytest.mark.faults
 
@@ -125,3 +126,18 @@ async def test_prepared_statements_left_on_through_pgbouncer_are_never_500(fault
         f"\npgbouncer with prepared statements on: {len(unavailable)} of {len(load.outcomes)} requests "
         "answered 503"
     )
+
+
+async def test_search_bitmaps_are_sealed_and_used_through_pgbouncer(fault_db, bouncer, serve):
+    """The sealer's transaction-scoped advisory lock, its REPEATABLE READ snapshot and its COPY
+    all work through transaction pooling, and so does the bitmaps plan."""
+    assert run_cli("db", "upgrade", env=fault_db.env()).returncode == 0
+    admin = await fault_db.connect()
+    try:
+        for statement in ONE_BUCKET:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+    env = _through(bouncer, fault_db, DB_PREPARED_STATEMENTS="false", SEARCH_SEAL_INTERVAL_SECONDS="0.5")
+    server = serve(env)
+    await asyncio.to_thread(assert_sealed_and_used, server, fault_db.url)

@@ -4,13 +4,17 @@ pairs, phrases, negations and `or`; and the plain SQL definition every plan must
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Iterable
 
 import asyncpg
+import httpx
 
 from app.metrics import SEARCH_PLANS
 from app.posts.search import newest_matches
+from tests.support.server import Server
 
 POSTS = 6000
 ID_STEP = 29  # ids 29 .. 174,000: eleven buckets of 16,384 ids
@@ -130,3 +134,37 @@ async def check_against_definition(
                         assert [row["id"] for row in rows] == expected, (query, user_id, cursor, limit, plan)
                         checked += 1
     return checked
+
+
+# Bucket 0 but for its last id: 'alpha' and 'beta' each common there, together in 16 posts.
+ONE_BUCKET = (
+    "INSERT INTO users (name) VALUES ('author')",
+    "INSERT INTO posts (user_id, content) SELECT 1, 'beta gamma' FROM generate_series(1, 300)",
+    "INSERT INTO posts (user_id, content) SELECT 1, 'alpha ' || i || CASE WHEN i % 1000 = 0 "
+    "THEN ' beta' ELSE '' END FROM generate_series(1, 16082) AS i",
+)
+
+
+def assert_sealed_and_used(server: Server, url: str) -> None:
+    """On ONE_BUCKET: a post through the API fills bucket 0; the service's sealer writes its
+    bitmaps, counts them, and a search for both words goes through them."""
+    assert httpx.post(f"{server.base_url}/posts", json={"user_id": 1, "content": "x"}).status_code == 201
+    deadline = time.monotonic() + 30
+    while not asyncio.run(_fetch_value(url, "SELECT count(*) FROM search_bitmap_buckets")):
+        assert time.monotonic() < deadline, server.output()[-3000:]
+        time.sleep(0.2)
+    assert asyncio.run(_fetch_value(url, "SELECT array_agg(bucket) FROM search_bitmap_buckets")) == [0]
+    page = httpx.get(f"{server.base_url}/posts", params={"q": "beta alpha", "limit": 100}).json()
+    assert [item["content"] for item in page["items"]] == [f"alpha {i} beta" for i in range(16000, 0, -1000)]
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert "search_buckets_sealed_total 1.0" in metrics
+    assert 'search_plans_total{plan="bitmaps"} 1.0' in metrics
+    assert "sealing search buckets failed" not in server.output()
+
+
+async def _fetch_value(url: str, sql: str) -> object:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
