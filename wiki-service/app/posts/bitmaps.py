@@ -145,16 +145,12 @@ async def assigned_ids(conn: asyncpg.Connection) -> int | None:
 
 
 async def seal_next_bucket(
-    conn: asyncpg.Connection, *, assigned: int, horizon: int, min_posts: int = COMMON_IN_BUCKET
+    conn: asyncpg.Connection, *, top: int, horizon: int, min_posts: int = COMMON_IN_BUCKET
 ) -> int | None:
-    """Write the bitmaps of the newest bucket, among those whose ids are all at most
-    `assigned`, that is unsealed or stale. `horizon`: the next xid, read after every id up to
-    `assigned` was handed out (and settled). Returns the bucket, or None if there is nothing
-    to seal now (all sealed, another sealer at work, a writer older than the horizon still
-    running, or tsvectors not filled yet)."""
-    top = ((assigned + 1) >> _BITS) - 1
-    if top < 0:
-        return None
+    """Write the bitmaps of the newest bucket at or below `top` that is unsealed or stale.
+    `horizon`: the next xid, read after every id of bucket `top` was handed out (and settled).
+    Returns the bucket, or None if there is nothing to seal now (all sealed, another sealer at
+    work, a writer older than the horizon still running, or tsvectors not filled yet)."""
     async with conn.transaction(isolation="repeatable_read"):
         ready = await conn.fetchval(
             f"SELECT pg_try_advisory_xact_lock({SEAL_LOCK_ID}) AND {HORIZON_PASSED}", str(horizon)
@@ -216,10 +212,14 @@ async def seal_ready_buckets(
             if time.monotonic() >= deadline:
                 return sealed
             await asyncio.sleep(0.2)
-    while max_buckets is None or len(sealed) < max_buckets:
+    # Newest first, each look below the last bucket sealed: a bucket that turns stale above it
+    # meanwhile waits for the next call.
+    top = ((assigned + 1) >> _BITS) - 1  # the newest bucket whose every id is handed out
+    while top >= 0 and (max_buckets is None or len(sealed) < max_buckets):
         async with checkout() as conn:
-            bucket = await seal_next_bucket(conn, assigned=assigned, horizon=horizon, min_posts=min_posts)
+            bucket = await seal_next_bucket(conn, top=top, horizon=horizon, min_posts=min_posts)
         if bucket is None:
             break
         sealed.append(bucket)
+        top = bucket - 1
     return sealed

@@ -243,7 +243,7 @@ async def _from_bitmaps(
 ) -> list[asyncpg.Record]:
     """The matches below args[0], newest first, from the bitmaps of `lexemes` (which every
     match holds), a batch of buckets at a time; GIN where a bucket has none to use."""
-    before, _, _, limit = args
+    before, query, user_id, limit = args
     rows: list[asyncpg.Record] = []
     top, bottom = (before - 1) >> _BITS, oldest >> _BITS
     while len(rows) < limit and top >= bottom:
@@ -257,7 +257,7 @@ async def _from_bitmaps(
             else:
                 candidates += bitmaps.posts_in(bucket, hits)
         if buckets:
-            rows += await conn.fetch(BITMAP_ROWS_SQL, before, args[1], args[2], wanted, candidates, elsewhere)
+            rows += await conn.fetch(BITMAP_ROWS_SQL, before, query, user_id, wanted, candidates, elsewhere)
         if len(buckets) < wanted:  # no bucket left below
             break
         top = buckets[-1]["bucket"] - 1
