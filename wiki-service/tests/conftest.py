@@ -111,14 +111,21 @@ async def client(db_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def search_conn(client: httpx.AsyncClient, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+async def search_conn(
+    client: httpx.AsyncClient, db: asyncpg.Connection, db_url: str
+) -> AsyncIterator[asyncpg.Connection]:
     """The search corpus (tests/support/search_corpus.py) in the run's database, and a
-    connection from the service's own pool (`client` runs the app's lifespan on empty tables)."""
+    connection from the service's own pool (`client` runs the app's lifespan on empty tables).
+    The tables are emptied after: the corpus's explicit ids would collide with the next test's
+    identity-assigned ones."""
     from app.main import app
 
     await load_corpus(db)
-    async with app.state.db.checkout() as conn:
-        yield conn
+    try:
+        async with app.state.db.checkout() as conn:
+            yield conn
+    finally:
+        await truncate(db_url)
 
 
 @pytest.fixture
